@@ -1,0 +1,73 @@
+"""The Flask app factory."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from api import (
+    auth,
+    batches,
+    broker,
+    callbacks,
+    catalog,
+    deliveries,
+    errors,
+    files,
+    jobs,
+    metrics,
+    ops,
+    rate_limit,
+    state,
+    webhook_endpoints,
+    webhook_secret,
+)
+from editqueue.config import Settings, get_settings
+from editqueue.db import make_engine, make_session_factory
+from editqueue.storage import open_storage
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the API app from settings (the environment by default)."""
+    settings = settings or get_settings()
+    if not settings.database_url:
+        raise RuntimeError("DATABASE_URL is not set")
+    app = Flask("editqueue", static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    engine = make_engine(settings.database_url)
+    publisher_app = broker.make_publisher_app(settings)
+    app.extensions["editqueue"] = state.Services(
+        settings=settings,
+        engine=engine,
+        sessions=make_session_factory(engine),
+        storage=open_storage(
+            settings.effective_storage_url,
+            public_url=settings.public_url,
+            signing_key=settings.signing_key,
+        ),
+        publisher=broker.make_publisher(publisher_app),
+        broker_ping=broker.make_ping(settings.redis_url),
+    )
+    app.before_request(auth.require_key)
+    app.teardown_appcontext(state.close_db)
+    errors.register(app)
+    for blueprint in (
+        jobs.bp,
+        batches.bp,
+        deliveries.bp,
+        webhook_endpoints.bp,
+        catalog.bp,
+        webhook_secret.bp,
+        callbacks.bp,
+        files.bp,
+        ops.bp,
+        metrics.bp,
+    ):
+        app.register_blueprint(blueprint)
+    # After auth's hook (it needs the tenant) and the routes (it documents their 429).
+    rate_limit.init_app(app, settings.redis_url)
+    return app

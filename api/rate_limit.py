@@ -1,0 +1,242 @@
+"""Per-API-key request rate limits, shared by every API process through Redis.
+
+Algorithm: GCRA (the generic cell rate algorithm, a leaky bucket kept as one timestamp per
+key), run as a Lua script so the read-check-write is atomic across processes and hosts.
+Redis's own clock is used, so API hosts with skewed clocks still agree.
+
+Configuration:
+- `EDITQUEUE_RATE_LIMIT`: requests per second per key (default 50; 0 turns limiting off).
+  Bursts of up to twice that many requests pass at once, so the policy announced is
+  "2×rate requests per 2 seconds" (`RateLimit-Policy: 100;w=2` for the default).
+- `ApiKey.rate_limit` overrides it per key (0 or less: that key is not limited). The value
+  is cached per process for `KEY_CACHE_SECONDS`.
+
+Every limited response carries `RateLimit-Limit`, `RateLimit-Remaining` and
+`RateLimit-Reset` (seconds until the bucket is full again); a 429 adds `Retry-After`.
+If Redis is unreachable the API fails open: requests pass unlimited and a warning is logged,
+because a broker outage must never turn into API errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import redis
+from flask import Flask, Response, current_app, g, request
+from sqlalchemy import select
+
+from api.errors import ApiProblem
+from api.state import db
+from editqueue.models import ApiKey
+
+log = logging.getLogger(__name__)
+
+RATE_ENV = "EDITQUEUE_RATE_LIMIT"
+DEFAULT_RATE = 50.0
+BURST_FACTOR = 2
+KEY_CACHE_SECONDS = 30.0
+# After Redis fails, skip it for this long rather than paying a timeout on every request.
+OUTAGE_BACKOFF_SECONDS = 5.0
+EXTENSION = "editqueue_rate_limit"
+
+# KEYS[1]: the key's bucket; ARGV[1]: emission interval (µs per request); ARGV[2]: burst.
+# The bucket holds the "theoretical arrival time" (TAT) of the next request in µs.
+# Returns {allowed, remaining, retry_after_us, reset_after_us}.
+GCRA_SCRIPT = """
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - burst * interval
+if now < allow_at then
+  return {0, 0, allow_at - now, tat - now}
+end
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
+return {1, math.floor((now - allow_at) / interval), 0, new_tat - now}
+"""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The limiter's answer for one request."""
+
+    allowed: bool
+    limit: int
+    window: int
+    remaining: int
+    retry_after: float
+    reset_after: float
+
+    def headers(self) -> dict[str, str]:
+        """The RateLimit-* headers (and Retry-After when refused)."""
+        out = {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": str(math.ceil(self.reset_after)),
+            "RateLimit-Policy": f"{self.limit};w={self.window}",
+        }
+        if not self.allowed:
+            out["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
+        return out
+
+
+def default_rate() -> float:
+    """Requests per second per key when the key sets none (`EDITQUEUE_RATE_LIMIT`)."""
+    raw = os.environ.get(RATE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_RATE
+    try:
+        rate = float(raw)
+    except ValueError:
+        log.warning("%s=%r is not a number; using %s", RATE_ENV, raw, DEFAULT_RATE)
+        return DEFAULT_RATE
+    return max(rate, 0.0)
+
+
+def redis_client_url(url: str) -> str:
+    """A URL redis-py understands (Celery's `redis+socket://` spelling becomes `unix://`)."""
+    if url.startswith("redis+socket://"):
+        return "unix://" + url[len("redis+socket://") :]
+    return url
+
+
+class Limiter:
+    """GCRA buckets in Redis; fails open (returns None) while Redis is unreachable."""
+
+    def __init__(self, client: redis.Redis | None) -> None:
+        self._client = client
+        self._script = client.register_script(GCRA_SCRIPT) if client is not None else None
+        self._down_until = 0.0
+
+    def check(self, bucket: str, rate: float) -> Decision | None:
+        """Count one request against the bucket; None when the limit cannot be checked."""
+        if self._script is None or time.monotonic() < self._down_until:
+            return None
+        burst = max(1, round(rate * BURST_FACTOR))
+        interval_us = max(1, round(1_000_000 / rate))
+        try:
+            allowed, remaining, retry_us, reset_us = self._script(
+                keys=[f"editqueue:ratelimit:{bucket}"], args=[interval_us, burst]
+            )
+        except redis.RedisError as exc:
+            self._down_until = time.monotonic() + OUTAGE_BACKOFF_SECONDS
+            log.warning(
+                "rate limiting suspended for %.0fs, Redis unreachable: %s",
+                OUTAGE_BACKOFF_SECONDS,
+                type(exc).__name__,
+            )
+            return None
+        return Decision(
+            allowed=bool(allowed),
+            limit=burst,
+            window=max(1, round(burst / rate)),
+            remaining=int(remaining),
+            retry_after=int(retry_us) / 1_000_000,
+            reset_after=int(reset_us) / 1_000_000,
+        )
+
+
+# -- which key, which rate -------------------------------------------------------------------
+
+# digest of the API key → (key id, its own rate or None, when the entry expires)
+_key_cache: dict[str, tuple[str, int | None, float]] = {}
+
+
+def _bearer_digest() -> str | None:
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        return None
+    # Only the digest is kept, never the key itself.
+    return hashlib.sha256(key.strip().encode()).hexdigest()
+
+
+def _key_settings(digest: str) -> tuple[str, int | None] | None:
+    cached = _key_cache.get(digest)
+    now = time.monotonic()
+    if cached and cached[2] > now:
+        return cached[0], cached[1]
+    row = (
+        db()
+        .execute(select(ApiKey.id, ApiKey.rate_limit).where(ApiKey.key_hash == digest))
+        .one_or_none()
+    )
+    if row is None:
+        return None
+    if len(_key_cache) > 10_000:
+        _key_cache.clear()
+    _key_cache[digest] = (row.id, row.rate_limit, now + KEY_CACHE_SECONDS)
+    return row.id, row.rate_limit
+
+
+def _rate_for(key_rate: int | None) -> float:
+    return default_rate() if key_rate is None else float(key_rate)
+
+
+# -- hooks -----------------------------------------------------------------------------------
+
+
+def enforce() -> None:
+    """before_request (after auth): count the request against its key; 429 when over."""
+    if g.get("tenant") is None:
+        return  # unauthenticated routes (health, callbacks, file links) are not limited here
+    digest = _bearer_digest()
+    key = _key_settings(digest) if digest else None
+    if key is None:
+        return
+    key_id, key_rate = key
+    rate = _rate_for(key_rate)
+    if rate <= 0:
+        return
+    limiter: Limiter = current_app.extensions[EXTENSION]
+    decision = limiter.check(key_id, rate)
+    if decision is None:
+        return
+    g.rate_limit = decision
+    if not decision.allowed:
+        raise ApiProblem(
+            429,
+            f"too many requests for this API key; retry in {decision.headers()['Retry-After']} s",
+            code="rate_limited",
+            title="Too many requests",
+            headers=decision.headers(),
+        )
+
+
+def add_headers(response: Response) -> Response:
+    """after_request: announce the key's limit on every response that was counted."""
+    decision: Decision | None = g.get("rate_limit")
+    if decision is not None:
+        for name, value in decision.headers().items():
+            response.headers.setdefault(name, value)
+    return response
+
+
+def _document_429(app: Flask) -> None:
+    # Every authenticated operation can be refused with a 429: say so in /openapi.json.
+    for view in app.view_functions.values():
+        op = getattr(view, "_openapi", None)
+        if op is not None and op.auth:
+            op.responses.setdefault(429, None)
+
+
+def init_app(app: Flask, redis_url: str | None) -> None:
+    """Install the limiter and its hooks; call after the auth hook and the blueprints."""
+    client = None
+    if redis_url:
+        client = redis.Redis.from_url(
+            redis_client_url(redis_url), socket_connect_timeout=0.5, socket_timeout=0.5
+        )
+    else:
+        log.warning("REDIS_URL is not set: API rate limiting is off")
+    app.extensions[EXTENSION] = Limiter(client)
+    app.before_request(enforce)
+    app.after_request(add_headers)
+    _document_429(app)

@@ -1,0 +1,44 @@
+"""Per-app services (engine, sessions, storage, broker), built once by the app factory."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from flask import current_app, g
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from editqueue.config import Settings
+from editqueue.outbox import Publisher
+from editqueue.storage import Storage
+
+
+@dataclasses.dataclass
+class Services:
+    """What request handlers use; stored on `app.extensions["editqueue"]`."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    storage: Storage
+    publisher: Publisher
+    broker_ping: object  # () -> None, raises when the broker is unreachable
+
+
+def services() -> Services:
+    """The current app's services."""
+    return current_app.extensions["editqueue"]
+
+
+def db() -> Session:
+    """The request's database session (opened on first use, closed at teardown)."""
+    if "db_session" not in g:
+        g.db_session = services().sessions()
+    return g.db_session
+
+
+def close_db(_exc: BaseException | None = None) -> None:
+    """Teardown: roll back anything uncommitted and return the connection."""
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()

@@ -1,0 +1,154 @@
+"""Submit throughput: `POST /v1/jobs` and `POST /v1/batches` against a bare Flask+INSERT.
+
+    python -m bench.submit --runs 5 --seconds 5
+
+The stack starts whole, then its worker and beat are stopped so the API and the baseline
+compete with nothing but the load generator (jobs simply stay queued). Runs of ours and
+the baseline alternate so a change in background load hits both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+from bench import bare_flask, infra, loadgen, procs
+from bench.report import Report
+from bench.stats import median, ratio
+from editqueue.supervisor import free_port, wait_for_http
+from tests.conftest import png_bytes
+from tests.stack import Stack
+
+
+@dataclass(frozen=True)
+class SubmitConfig:
+    """How long and how hard to push."""
+
+    runs: int = 5
+    seconds: float = 5.0
+    batch_size: int = 1000
+    processes: int = 2
+    threads: int = 8
+
+
+def _job(image: str, index: int) -> dict:
+    return {"model": "seededit-3.0", "prompt": f"bench edit {index}", "image": image}
+
+
+def _quiet_stack(stack: Stack) -> None:
+    """Stop the worker and beat: this benchmark measures acceptance only."""
+    stack.kill_worker()
+    procs.stop(stack.procs.pop("beat"))
+
+
+def _start_baseline(database_url: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(text(bare_flask.TABLE_DDL))
+    engine.dispose()
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url}
+    process = procs.spawn(bare_flask.argv(f"127.0.0.1:{port}"), env, workdir / "bare-flask.log")
+    url = f"http://127.0.0.1:{port}/jobs"
+    wait_for_http(f"http://127.0.0.1:{port}/", timeout=60)  # a 404 means it is up
+    return process, url
+
+
+def run(config: SubmitConfig) -> Report:
+    """Start everything, alternate the three loads `runs` times, report the medians."""
+    ours_single: list[float] = []
+    ours_batch: list[float] = []
+    bare: list[float] = []
+    with infra.private_servers() as where, infra.running_stack(where) as stack:
+        image = infra.sandbox_image(stack, png_bytes((320, 240)))
+        key = infra.api_keys(where.database_url, 1)[0]
+        _quiet_stack(stack)
+        baseline, bare_url = _start_baseline(where.database_url, where.workdir)
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        single = json.dumps(_job(image, 0)).encode()
+        batch = json.dumps({"jobs": [_job(image, i) for i in range(config.batch_size)]}).encode()
+        shape = {"seconds": config.seconds, "processes": config.processes}
+        try:
+            for _ in range(config.runs):
+                result = loadgen.run(
+                    loadgen.Load(
+                        f"{stack.api_url}/v1/jobs", single, headers, **shape, threads=config.threads
+                    )
+                )
+                ours_single.append(result.rate(202))
+                result = loadgen.run(
+                    loadgen.Load(
+                        bare_url,
+                        single,
+                        {"Content-Type": "application/json"},
+                        **shape,
+                        threads=config.threads,
+                    )
+                )
+                bare.append(result.rate(202))
+                # Two calls in flight per process: each carries 1,000 jobs.
+                result = loadgen.run(
+                    loadgen.Load(f"{stack.api_url}/v1/batches", batch, headers, **shape, threads=2)
+                )
+                ours_batch.append(result.rate(202) * config.batch_size)
+        finally:
+            procs.stop(baseline)
+    return _report(config, ours_single, ours_batch, bare)
+
+
+def _report(
+    config: SubmitConfig, single: list[float], batch: list[float], bare: list[float]
+) -> Report:
+    report = Report("Submit throughput (jobs accepted per second)")
+    report.header = ["load", "median jobs/s", "runs", "vs bare Flask+INSERT"]
+    report.rows = [
+        ["bare Flask + one INSERT (baseline)", f"{median(bare):.0f}", _runs(bare), "100 %"],
+        [
+            "`POST /v1/jobs`",
+            f"{median(single):.0f}",
+            _runs(single),
+            ratio(median(single), median(bare)),
+        ],
+        [
+            f"`POST /v1/batches` ({config.batch_size} jobs/call)",
+            f"{median(batch):.0f}",
+            _runs(batch),
+            ratio(median(batch), median(bare)),
+        ],
+    ]
+    report.target("batch ≥ 5,000 jobs/s", median(batch) >= 5000, f"{median(batch):.0f} jobs/s")
+    share = median(single) / median(bare) if median(bare) else 0.0
+    report.target("single ≥ 60 % of baseline", share >= 0.6, f"{100 * share:.0f} %")
+    report.notes.append(
+        f"{config.processes} load processes × {config.threads} keep-alive connections "
+        f"(batches: × 2), {config.seconds:g} s windows after 1 s warm-up, {config.runs} "
+        "alternating runs; both servers: gunicorn 2 gevent workers × 1,000 connections."
+    )
+    return report
+
+
+def _runs(values: list[float]) -> str:
+    return " / ".join(f"{v:.0f}" for v in values)
+
+
+def main() -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    args = parser.parse_args()
+    config = SubmitConfig(args.runs, args.seconds, args.batch_size, args.processes, args.threads)
+    print(run(config).markdown())
+
+
+if __name__ == "__main__":
+    main()

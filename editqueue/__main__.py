@@ -1,0 +1,5 @@
+"""`python -m editqueue` runs the CLI."""
+
+from editqueue.cli import main
+
+main()

@@ -1,0 +1,249 @@
+"""Settings from the environment, validated once at start."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PROVIDERS = ("ark", "cometapi", "acedata", "kie", "vtrix")
+
+# The vendors' real hosts; overridden per provider by EDITQUEUE_<P>_BASE_URL.
+DEFAULT_BASE_URLS = {
+    "ark": "https://ark.cn-beijing.volces.com",
+    "cometapi": "https://api.cometapi.com",
+    "acedata": "https://api.acedata.cloud",
+    "kie": "https://api.kie.ai",
+    "vtrix": "https://cloud.vtrix.ai",
+}
+
+DEFAULT_WEBHOOK_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
+
+
+class ConfigError(Exception):
+    """The environment holds a value the service cannot run with."""
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; names follow API.md (`EDITQUEUE_*`, plus the URLs)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EDITQUEUE_", extra="ignore", case_sensitive=False, frozen=True
+    )
+
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    data_dir: Path = Path(".editqueue")
+    storage_url: str | None = None
+    public_url: str = "http://127.0.0.1:8080"
+    secret_key: SecretStr = SecretStr("")
+    env: str = "development"
+
+    ark_api_key: SecretStr | None = None
+    ark_base_url: str = DEFAULT_BASE_URLS["ark"]
+    cometapi_api_key: SecretStr | None = None
+    cometapi_base_url: str = DEFAULT_BASE_URLS["cometapi"]
+    acedata_api_key: SecretStr | None = None
+    acedata_base_url: str = DEFAULT_BASE_URLS["acedata"]
+    kie_api_key: SecretStr | None = None
+    kie_base_url: str = DEFAULT_BASE_URLS["kie"]
+    vtrix_api_key: SecretStr | None = None
+    vtrix_base_url: str = DEFAULT_BASE_URLS["vtrix"]
+    kie_webhook_key: SecretStr | None = None
+
+    # Per-vendor limits shared by all workers (unset = unlimited).
+    ark_rps: int | None = Field(default=None, ge=1)
+    ark_max_concurrent: int | None = Field(default=None, ge=1)
+    cometapi_rps: int | None = Field(default=None, ge=1)
+    cometapi_max_concurrent: int | None = Field(default=None, ge=1)
+    acedata_rps: int | None = Field(default=None, ge=1)
+    acedata_max_concurrent: int | None = Field(default=None, ge=1)
+    kie_rps: int | None = Field(default=None, ge=1)
+    kie_max_concurrent: int | None = Field(default=None, ge=1)
+    vtrix_rps: int | None = Field(default=None, ge=1)
+    vtrix_max_concurrent: int | None = Field(default=None, ge=1)
+    # Route order per model, e.g. "seededit-3.0=vtrix,ark;seedream-4.0-edit=kie,ark".
+    routes: Annotated[dict[str, tuple[str, ...]], NoDecode] = Field(default_factory=dict)
+    # A vendor failing this many times within a short window is skipped for a while.
+    provider_failure_threshold: int = Field(default=3, ge=1)
+    provider_cooldown: float = Field(default=30.0, ge=0)
+
+    allow_private_urls: Annotated[
+        tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode
+    ] = ()
+
+    # Job timing. Leases bound how long a dead worker can hold a job; they must exceed
+    # the longest vendor call (provider_timeout) so a live worker is never overtaken.
+    default_deadline_seconds: int = Field(default=900, ge=10, le=86_400)
+    provider_timeout: float = Field(default=120.0, gt=0)
+    lease_seconds: float = Field(default=180.0, gt=0)
+    redispatch_after: float = Field(default=300.0, gt=0)
+    poll_scale: float = Field(default=1.0, gt=0)  # multiplies the poll back-off (tests shrink it)
+    # Vendor calls per job at most; transient trouble is otherwise retried until the deadline.
+    max_attempts: int = Field(default=50, ge=1, le=1000)
+    output_link_ttl: int = Field(default=3600, ge=60, le=7 * 86_400)
+
+    # Webhooks: delays in seconds between attempts (API.md schedule); tests compress it.
+    webhook_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_WEBHOOK_SCHEDULE
+    webhook_timeout: float = Field(default=15.0, gt=0)
+
+    # Fair scheduling: jobs handed to workers but not yet started (kept short so a new
+    # tenant's job never queues behind another's backlog), and in-flight jobs per tenant.
+    dispatch_window: int = Field(default=64, ge=1, le=100_000)
+    tenant_max_running: int = Field(default=1000, ge=1, le=1_000_000)
+
+    log_format: str = Field(default="json", pattern="^(json|text)$")
+    log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+
+    max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    worker_concurrency: int = Field(default=16, ge=1, le=500)
+
+    @field_validator("allow_private_urls", mode="before")
+    @classmethod
+    def _parse_cidrs(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            items = [v.strip() for v in value.split(",") if v.strip()]
+            try:
+                return tuple(ipaddress.ip_network(v, strict=False) for v in items)
+            except ValueError as exc:
+                raise ValueError(f"not a CIDR list ({exc})") from None
+        return value
+
+    @field_validator("routes", mode="before")
+    @classmethod
+    def _parse_routes(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        routes: dict[str, tuple[str, ...]] = {}
+        for part in filter(None, (p.strip() for p in value.split(";"))):
+            model, sep, providers = part.partition("=")
+            names = tuple(p.strip() for p in providers.split(",") if p.strip())
+            unknown = [p for p in names if p not in PROVIDERS]
+            if not sep or not model.strip() or not names or unknown:
+                raise ValueError(
+                    "expected MODEL=provider,provider;… with providers from " + ", ".join(PROVIDERS)
+                )
+            routes[model.strip()] = names
+        return routes
+
+    @field_validator("webhook_schedule", mode="before")
+    @classmethod
+    def _parse_schedule(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                delays = tuple(float(v) for v in value.split(",") if v.strip())
+            except ValueError:
+                raise ValueError("a comma list of seconds, e.g. 5,300,1800") from None
+            if not delays or any(d < 0 for d in delays):
+                raise ValueError("a non-empty comma list of non-negative seconds")
+            return delays
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
+            raise ValueError("must be a PostgreSQL URL (postgresql://…)")
+        if value.startswith("postgres://"):
+            value = "postgresql://" + value[len("postgres://") :]
+        if value.startswith("postgresql://"):
+            value = "postgresql+psycopg://" + value[len("postgresql://") :]
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("redis://", "rediss://", "redis+socket://", "unix://")):
+            raise ValueError("must be a Redis URL (redis://host:port/db or redis+socket://path)")
+        return value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _check_storage_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("file://", "s3://")):
+            raise ValueError("must be file:///path or s3://bucket/prefix")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    # -- derived values ---------------------------------------------------------------
+
+    @property
+    def effective_storage_url(self) -> str:
+        """The storage URL, defaulting to a directory under the data dir."""
+        return self.storage_url or f"file://{(self.data_dir / 'storage').resolve()}"
+
+    @property
+    def signing_key(self) -> bytes:
+        """Key for callback tokens and local file links (a dev default when unset)."""
+        raw = self.secret_key.get_secret_value()
+        if raw:
+            return raw.encode()
+        return b"editqueue-development-secret-change-me"
+
+    def provider_api_key(self, provider: str) -> str | None:
+        """The configured API key of a vendor, or None."""
+        secret: SecretStr | None = getattr(self, f"{provider}_api_key")
+        return secret.get_secret_value() if secret else None
+
+    def provider_base_url(self, provider: str) -> str:
+        """The base URL of a vendor (its real host unless overridden)."""
+        return str(getattr(self, f"{provider}_base_url")).rstrip("/")
+
+    def provider_limit(self, provider: str) -> tuple[int | None, int | None]:
+        """(requests per second, concurrent tasks) configured for a vendor."""
+        return getattr(self, f"{provider}_rps"), getattr(self, f"{provider}_max_concurrent")
+
+    def configured_providers(self) -> list[str]:
+        """Vendors with an API key set, in the default order."""
+        return [p for p in PROVIDERS if self.provider_api_key(p)]
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the environment; raise ConfigError with one line per bad value."""
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = err["loc"][0] if err["loc"] else "?"
+            name = str(loc).upper()
+            if name not in ("DATABASE_URL", "REDIS_URL"):
+                name = f"EDITQUEUE_{name}"
+            lines.append(f"{name}: {err['msg']}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+    if settings.env == "production" and not settings.secret_key.get_secret_value():
+        raise ConfigError("invalid configuration:\n  EDITQUEUE_SECRET_KEY: required in production")
+    return settings
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return load_settings()
+
+
+def reset_settings_cache() -> None:
+    """Forget cached settings (tests and the standalone supervisor change the environment)."""
+    get_settings.cache_clear()
+
+
+def env_flag(name: str) -> bool:
+    """A boolean environment flag."""
+    return os.environ.get(name, "").lower() in ("1", "true", "yes", "on")

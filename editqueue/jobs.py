@@ -1,0 +1,370 @@
+"""The job state machine: create, claim, transition, finish, cancel.
+
+Every transition is a conditional UPDATE on the row's current state, so duplicated or
+late tasks find nothing to do, and exactly one finisher wins.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from editqueue import outbox, tasknames
+from editqueue.errors import IdempotencyKeyReused, NotFound
+from editqueue.ids import new_id, new_token
+from editqueue.models import TERMINAL_STATUSES, Job, JobEvent, Tenant
+
+log = logging.getLogger(__name__)
+
+TERMINAL_EVENT = {"succeeded": "job.succeeded", "failed": "job.failed", "canceled": "job.canceled"}
+
+
+def utcnow() -> dt.datetime:
+    """Now, timezone-aware UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class NewJob:
+    """A validated job, ready to insert (built by editqueue.intake)."""
+
+    model: str
+    prompt: str
+    params: dict[str, Any]
+    inputs: list[dict[str, Any]]
+    provider_pin: str | None
+    provider_options: dict[str, Any]
+    webhook_url: str | None
+    webhook_events: list[str]
+    metadata: dict[str, str]
+    deadline_seconds: int
+    id: str = field(default_factory=lambda: new_id("job"))
+    batch_id: str | None = None
+
+
+@dataclass
+class Created:
+    """The outcome of a create: the job, whether it was an idempotent replay, what to publish."""
+
+    job: Job
+    replayed: bool
+    outbox_ids: list[int]
+
+
+def record_event(
+    session: Session,
+    job: Job,
+    type_: str,
+    detail: dict[str, Any] | None = None,
+    *,
+    terminal: bool = False,
+) -> JobEvent:
+    """Append to the job's audit trail (in the caller's transaction)."""
+    event = JobEvent(
+        id=new_id("evt"),
+        job_id=job.id,
+        tenant_id=job.tenant_id,
+        type=type_,
+        terminal=terminal,
+        detail=detail or {},
+        at=utcnow(),
+    )
+    session.add(event)
+    return event
+
+
+def find_by_idempotency_key(session: Session, tenant_id: str, key: str) -> Job | None:
+    """The job created earlier with this key, if any."""
+    return session.scalar(select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key))
+
+
+def check_replay(existing: Job, request_hash: str) -> Job:
+    """The original job for a replayed request; a different body with the same key is refused."""
+    if existing.request_hash != request_hash:
+        raise IdempotencyKeyReused(
+            "this Idempotency-Key was already used with a different request body"
+        )
+    return existing
+
+
+def insert_job(
+    session: Session,
+    tenant: Tenant,
+    new: NewJob,
+    *,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+) -> Created:
+    """Insert a queued job, its first event and its outbox message in one transaction."""
+    now = utcnow()
+    job = Job(
+        id=new.id,
+        tenant_id=tenant.id,
+        batch_id=new.batch_id,
+        status="queued",
+        model=new.model,
+        prompt=new.prompt,
+        params=new.params,
+        provider_pin=new.provider_pin,
+        provider_options=new.provider_options,
+        inputs=new.inputs,
+        outputs=[],
+        attempts=0,
+        poll_count=0,
+        meta=new.metadata,
+        webhook_url=new.webhook_url,
+        webhook_events=new.webhook_events,
+        callback_token=new_token(24),
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        deadline_at=now + dt.timedelta(seconds=new.deadline_seconds),
+        created_at=now,
+        dispatched_at=None,  # the dispatcher decides when workers get it
+    )
+    if idempotency_key:
+        # A concurrent duplicate loses the unique index race here and gets the winner's job.
+        try:
+            with session.begin_nested():
+                session.add(job)
+                session.flush()
+        except IntegrityError:
+            existing = find_by_idempotency_key(session, tenant.id, idempotency_key)
+            if existing is None:
+                raise
+            return Created(check_replay(existing, request_hash or ""), True, [])
+    else:
+        session.add(job)
+    record_event(session, job, "job.created", {"model": job.model})
+    message = outbox.add(session, tasknames.DISPATCH)
+    session.flush()
+    return Created(job, False, [message.id])
+
+
+def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
+    """The tenant's job, or NotFound (also for another tenant's job)."""
+    job = session.scalar(select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id))
+    if job is None:
+        raise NotFound(f"no job {job_id!r}")
+    return job
+
+
+@dataclass
+class JobFilter:
+    """Filters of `GET /v1/jobs`, already validated."""
+
+    statuses: Sequence[str] = ()
+    model: str | None = None
+    provider: str | None = None
+    batch_id: str | None = None
+    created_after: dt.datetime | None = None
+    created_before: dt.datetime | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def list_jobs(
+    session: Session, tenant_id: str, filters: JobFilter, *, limit: int, before_id: str | None
+) -> tuple[list[Job], bool]:
+    """A page of jobs, newest first, keyed on the time-sortable id (stable under inserts)."""
+    query = select(Job).where(Job.tenant_id == tenant_id)
+    if before_id:
+        query = query.where(Job.id < before_id)
+    if filters.statuses:
+        query = query.where(Job.status.in_(filters.statuses))
+    if filters.model:
+        query = query.where(Job.model == filters.model)
+    if filters.provider:
+        query = query.where(Job.provider == filters.provider)
+    if filters.batch_id:
+        query = query.where(Job.batch_id == filters.batch_id)
+    if filters.created_after:
+        query = query.where(Job.created_at > filters.created_after)
+    if filters.created_before:
+        query = query.where(Job.created_at < filters.created_before)
+    if filters.metadata:
+        query = query.where(Job.meta.contains(filters.metadata))
+    rows = list(session.scalars(query.order_by(Job.id.desc()).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
+def list_events(session: Session, job: Job, *, after_id: str | None = None) -> list[JobEvent]:
+    """The job's events in order (optionally only those after an event id)."""
+    query = select(JobEvent).where(JobEvent.job_id == job.id)
+    if after_id:
+        query = query.where(JobEvent.id > after_id)
+    return list(session.scalars(query.order_by(JobEvent.id)))
+
+
+# -- claims -------------------------------------------------------------------------------
+
+
+def claim_queued(session: Session, job_id: str, lease_seconds: float) -> Job | None:
+    """queued → running (stage submit); None if someone else has it."""
+    return session.scalars(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "queued")
+        .values(
+            status="running",
+            stage="submit",
+            started_at=func.coalesce(Job.started_at, func.now()),
+            next_poll_at=func.now() + dt.timedelta(seconds=lease_seconds),
+            lease_id=None,
+        )
+        .returning(Job)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    ).one_or_none()
+
+
+def claim_lease(session: Session, job_id: str, lease_id: str, lease_seconds: float) -> Job | None:
+    """Take the step a sweep handed out; a duplicate message finds the lease gone."""
+    return session.scalars(
+        update(Job)
+        .where(Job.id == job_id, Job.lease_id == lease_id, Job.status == "running")
+        .values(lease_id=None, next_poll_at=func.now() + dt.timedelta(seconds=lease_seconds))
+        .returning(Job)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    ).one_or_none()
+
+
+def sweep_due(session: Session, *, limit: int, lease_seconds: float) -> list[tuple[str, str]]:
+    """Lease running jobs whose timer has come: polls due, or work whose worker died."""
+    rows = session.execute(
+        text(
+            "UPDATE jobs SET lease_id = gen_random_uuid()::text,"
+            " next_poll_at = now() + make_interval(secs => :lease)"
+            " WHERE id IN (SELECT id FROM jobs WHERE status = 'running'"
+            "   AND next_poll_at <= now() ORDER BY next_poll_at LIMIT :limit"
+            "   FOR UPDATE SKIP LOCKED)"
+            " RETURNING id, lease_id"
+        ),
+        {"limit": limit, "lease": lease_seconds},
+    ).all()
+    return [(r.id, r.lease_id) for r in rows]
+
+
+def wake(session: Session, job_id: str, lease_seconds: float) -> str | None:
+    """Hand a waiting job to a worker now (a vendor callback arrived); returns the lease."""
+    return session.execute(
+        text(
+            "UPDATE jobs SET lease_id = gen_random_uuid()::text,"
+            " next_poll_at = now() + make_interval(secs => :lease)"
+            " WHERE id = :id AND status = 'running' AND stage = 'wait'"
+            " RETURNING lease_id"
+        ),
+        {"id": job_id, "lease": lease_seconds},
+    ).scalar_one_or_none()
+
+
+def overdue_job_ids(session: Session, *, limit: int = 200) -> list[str]:
+    """Live jobs past their deadline."""
+    return list(
+        session.scalars(
+            select(Job.id)
+            .where(Job.status.in_(("queued", "running")), Job.deadline_at < func.now())
+            .limit(limit)
+        )
+    )
+
+
+# -- transitions within running ------------------------------------------------------------
+
+
+def set_waiting(
+    session: Session, job_id: str, *, provider: str, task_id: str, delay: float, usage: dict
+) -> bool:
+    """submit → wait: the vendor took the task; look again after `delay` seconds."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "running")
+        .values(
+            stage="wait",
+            provider=provider,
+            provider_task_id=task_id,
+            usage=usage,
+            next_poll_at=func.now() + dt.timedelta(seconds=delay),
+        )
+    )
+    return result.rowcount == 1
+
+
+def schedule(
+    session: Session, job_id: str, *, delay: float, stage: str | None = None, **values: Any
+) -> bool:
+    """Set the job's timer (next poll, or a retry of the current stage) and other fields."""
+    if stage is not None:
+        values["stage"] = stage
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "running")
+        .values(next_poll_at=func.now() + dt.timedelta(seconds=delay), **values)
+    )
+    return result.rowcount == 1
+
+
+def requeue_attempt(session: Session, job_id: str, *, delay: float, usage: dict) -> bool:
+    """Start a fresh attempt (another route, or the same after a back-off) after `delay`."""
+    return schedule(
+        session,
+        job_id,
+        delay=delay,
+        stage="submit",
+        usage=usage,
+        provider_task_id=None,
+    )
+
+
+def set_provider(session: Session, job_id: str, provider: str) -> None:
+    """Record which vendor is serving the job (for synchronous vendors, at the finish)."""
+    session.execute(
+        update(Job).where(Job.id == job_id, Job.status == "running").values(provider=provider)
+    )
+
+
+def begin_attempt(session: Session, job_id: str) -> int:
+    """Count a vendor submission, just before it is made."""
+    return session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(attempts=Job.attempts + 1)
+        .returning(Job.attempts)
+    ).scalar_one()
+
+
+def finish(
+    session: Session,
+    job_id: str,
+    status: str,
+    *,
+    outputs: list[dict] | None = None,
+    error: dict | None = None,
+    usage: dict | None = None,
+    from_statuses: Sequence[str] = ("running",),
+) -> Job | None:
+    """The atomic finishing claim: one caller moves the job to a terminal state, or nobody."""
+    assert status in TERMINAL_STATUSES
+    values: dict[str, Any] = {
+        "status": status,
+        "stage": None,
+        "lease_id": None,
+        "next_poll_at": None,
+        "completed_at": func.now(),
+        "error": error,
+    }
+    if outputs is not None:
+        values["outputs"] = outputs
+    if usage is not None:
+        values["usage"] = usage
+    job = session.scalars(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(from_statuses))
+        .values(**values)
+        .returning(Job)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    ).one_or_none()
+    return job

@@ -1,0 +1,104 @@
+"""The transactional outbox: tasks are written with the change that needs them, then published.
+
+A message is published right after its transaction commits (the fast path); whatever that
+misses (broker down, process killed in between) the relay republishes. Publishing is
+at-least-once, so every task is written to tolerate running twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from editqueue.models import OutboxMessage
+
+log = logging.getLogger(__name__)
+
+# (task name, positional args) -> None; raises when the broker cannot take the message.
+Publisher = Callable[[str, list[Any]], None]
+
+
+def add(session: Session, task: str, *args: Any) -> OutboxMessage:
+    """Stage a task in the current transaction; returns the row (its id after flush)."""
+    message = OutboxMessage(task=task, args=list(args))
+    session.add(message)
+    return message
+
+
+def _publish_claimed(session: Session, rows: Sequence[Any], publisher: Publisher) -> int:
+    sent = 0
+    for row in rows:
+        publisher(row.task, list(row.args))
+        sent += 1
+    return sent
+
+
+def publish_now(factory: sessionmaker[Session], publisher: Publisher, ids: Sequence[int]) -> int:
+    """Publish the given messages after their commit; leave them to the relay on failure."""
+    if not ids:
+        return 0
+    try:
+        with factory() as session, session.begin():
+            rows = session.execute(
+                text(
+                    "UPDATE outbox SET published_at = now() "
+                    "WHERE id = ANY(:ids) AND published_at IS NULL RETURNING id, task, args"
+                ),
+                {"ids": list(ids)},
+            ).all()
+            # Marked first, published next, committed last: a broker error rolls the mark back.
+            return _publish_claimed(session, rows, publisher)
+    except Exception as exc:  # the broker being down must never fail the request
+        log.warning("outbox fast path failed; the relay will publish later: %s", exc)
+        return 0
+
+
+def relay(
+    factory: sessionmaker[Session],
+    publisher: Publisher,
+    *,
+    older_than: float = 2.0,
+    limit: int = 500,
+) -> int:
+    """Publish messages the fast path left behind; safe to run in several processes."""
+    try:
+        with factory() as session, session.begin():
+            rows = session.execute(
+                text(
+                    "UPDATE outbox SET published_at = now() WHERE id IN ("
+                    "  SELECT id FROM outbox WHERE published_at IS NULL"
+                    "  AND created_at < now() - make_interval(secs => :age)"
+                    "  ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
+                    ") RETURNING id, task, args"
+                ),
+                {"age": older_than, "limit": limit},
+            ).all()
+            return _publish_claimed(session, rows, publisher)
+    except Exception as exc:
+        log.warning("outbox relay could not publish: %s", exc)
+        return 0
+
+
+def prune(factory: sessionmaker[Session], *, keep_seconds: float = 86_400.0) -> int:
+    """Delete messages published long ago."""
+    with factory() as session, session.begin():
+        result = session.execute(
+            text("DELETE FROM outbox WHERE published_at < now() - make_interval(secs => :age)"),
+            {"age": keep_seconds},
+        )
+        return result.rowcount or 0
+
+
+def backlog(session: Session) -> tuple[int, float]:
+    """Unpublished messages and the age in seconds of the oldest (for metrics)."""
+    row = session.execute(
+        text(
+            "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) "
+            "FROM outbox WHERE published_at IS NULL"
+        )
+    ).one()
+    return int(row[0]), float(row[1])

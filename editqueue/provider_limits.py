@@ -1,0 +1,185 @@
+"""Per-vendor limits and health shared by every worker process through Redis.
+
+- requests per second: a sliding one-second log per vendor, so no wall-clock second
+  ever sees more than the limit, whichever process sends;
+- concurrent tasks: a set of job leases per vendor, held from submit until the job ends;
+- cooldown: a vendor that keeps failing, or answered 429 with Retry-After, is skipped by
+  routing until the cooldown ends.
+
+Every check runs as one Lua script, so concurrent workers cannot both take the last slot.
+When Redis cannot be reached the limits fail open: the broker is the same Redis, so no
+work is flowing then anyway, and a vendor answering 429 still slows us down.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import redis
+
+log = logging.getLogger(__name__)
+
+# The window is a little over a second so that a request admitted at the end of one
+# second and arriving at the vendor a few milliseconds later still counts correctly.
+WINDOW_MS = 1050
+
+_RATE = """
+local key, limit, window, member = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+if redis.call('ZCARD', key) < limit then
+  redis.call('ZADD', key, now, member)
+  redis.call('PEXPIRE', key, window)
+  return 0
+end
+local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+return oldest[2] + window - now
+"""
+
+_SLOT = """
+local key, limit, ttl, member = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+if redis.call('ZSCORE', key, member) or redis.call('ZCARD', key) < limit then
+  redis.call('ZADD', key, now + ttl, member)
+  return 1
+end
+return 0
+"""
+
+_FAILURE = """
+local count = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+if count >= tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
+  redis.call('DEL', KEYS[1])
+end
+return count
+"""
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A vendor's configured limits (None = unlimited)."""
+
+    requests_per_second: int | None = None
+    max_concurrent: int | None = None
+
+
+class ProviderLimits:
+    """Rate limits, concurrency slots and cooldowns of the vendors, in Redis."""
+
+    def __init__(
+        self,
+        url: str | None,
+        limits: dict[str, Limit],
+        *,
+        failure_threshold: int = 3,
+        failure_window: int = 30,
+        cooldown_seconds: float = 30.0,
+        prefix: str = "editqueue:provider",
+    ) -> None:
+        self._redis = (
+            redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2) if url else None
+        )
+        self._limits = limits
+        self._prefix = prefix
+        self.failure_threshold = failure_threshold
+        self.failure_window = failure_window
+        self.cooldown_seconds = cooldown_seconds
+        if self._redis is not None:
+            self._rate = self._redis.register_script(_RATE)
+            self._slot = self._redis.register_script(_SLOT)
+            self._failure = self._redis.register_script(_FAILURE)
+
+    def _key(self, provider: str, kind: str) -> str:
+        return f"{self._prefix}:{provider}:{kind}"
+
+    def acquire_request(self, provider: str, request_id: str) -> float:
+        """Take one request of the vendor's rate; 0 when granted, else seconds to wait."""
+        limit = self._limits.get(provider, Limit()).requests_per_second
+        if not limit or self._redis is None:
+            return 0.0
+        try:
+            wait_ms = self._rate(
+                keys=[self._key(provider, "rate")], args=[limit, WINDOW_MS, request_id]
+            )
+        except redis.RedisError as exc:
+            log.warning("provider rate limit unavailable, failing open: %s", exc)
+            return 0.0
+        return max(0.0, float(wait_ms) / 1000.0)
+
+    def acquire_slot(self, provider: str, job_id: str, ttl_seconds: float) -> bool:
+        """Hold one of the vendor's concurrent-task slots for this job (idempotent)."""
+        limit = self._limits.get(provider, Limit()).max_concurrent
+        if not limit or self._redis is None:
+            return True
+        try:
+            granted = self._slot(
+                keys=[self._key(provider, "slots")],
+                args=[limit, int(ttl_seconds * 1000), job_id],
+            )
+        except redis.RedisError as exc:
+            log.warning("provider concurrency limit unavailable, failing open: %s", exc)
+            return True
+        return bool(granted)
+
+    def release_slot(self, provider: str, job_id: str) -> None:
+        """Give the job's slot back (the job ended or moved to another vendor)."""
+        if self._redis is None or not self._limits.get(provider, Limit()).max_concurrent:
+            return
+        try:
+            self._redis.zrem(self._key(provider, "slots"), job_id)
+        except redis.RedisError as exc:
+            log.warning("could not release a provider slot: %s", exc)
+
+    def record_failure(self, provider: str) -> None:
+        """A transient failure; enough of them in a short window cool the vendor down."""
+        if self._redis is None:
+            return
+        try:
+            self._failure(
+                keys=[self._key(provider, "failures"), self._key(provider, "cooldown")],
+                args=[
+                    self.failure_window,
+                    self.failure_threshold,
+                    int(self.cooldown_seconds * 1000),
+                ],
+            )
+        except redis.RedisError as exc:
+            log.warning("could not record a provider failure: %s", exc)
+
+    def record_success(self, provider: str) -> None:
+        """The vendor answered well: forget its recent failures."""
+        if self._redis is None:
+            return
+        try:
+            self._redis.delete(self._key(provider, "failures"))
+        except redis.RedisError as exc:
+            log.warning("could not record a provider success: %s", exc)
+
+    def cool_down(self, provider: str, seconds: float) -> None:
+        """Skip the vendor for a while (it asked us to, with 429 + Retry-After)."""
+        if self._redis is None or seconds <= 0:
+            return
+        try:
+            key = self._key(provider, "cooldown")
+            current = self._redis.pttl(key)
+            wanted = int(seconds * 1000)
+            if current is None or current < wanted:
+                self._redis.set(key, "1", px=wanted)
+        except redis.RedisError as exc:
+            log.warning("could not set a provider cooldown: %s", exc)
+
+    def cooldown_left(self, provider: str) -> float:
+        """Seconds until the vendor may be used again (0 when it is not cooling down)."""
+        if self._redis is None:
+            return 0.0
+        try:
+            left = self._redis.pttl(self._key(provider, "cooldown"))
+        except redis.RedisError:
+            return 0.0
+        return max(0.0, (left or 0) / 1000.0)

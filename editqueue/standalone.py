@@ -1,0 +1,186 @@
+"""`editqueue standalone`: the production stack on one machine, started as child processes.
+
+Same PostgreSQL, same Redis protocol, same Celery and API as production; only the servers
+are embedded (when their URLs are unset) and the vendors are the local sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from editqueue import migrate, processes
+from editqueue.config import PROVIDERS, load_settings
+from editqueue.db import make_engine, make_session_factory, transaction
+from editqueue.embedded import EmbeddedPostgres, EmbeddedRedis
+from editqueue.supervisor import Supervisor, free_port, wait_for_http
+from editqueue.tenants import authenticate, create_api_key, ensure_tenant
+
+# Vendors the sandbox emulates; each is routed to the sandbox in standalone mode.
+SANDBOX_VENDORS = ("ark", "kie", "cometapi", "acedata", "vtrix")
+DEMO_TENANT = "demo"
+LOOPBACK = "127.0.0.0/8,::1/128"
+
+
+@dataclass
+class StackInfo:
+    """What `standalone.json` records for scripts."""
+
+    api_url: str
+    api_key: str
+    sandbox_url: str
+    database_url: str
+    redis_url: str
+
+    def write(self, path: Path) -> None:
+        """Write the file readable by the owner only (it holds a key)."""
+        path.write_text(json.dumps(self.__dict__, indent=2) + "\n")
+        path.chmod(0o600)
+
+
+def _secret_key(data_dir: Path) -> str:
+    path = data_dir / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _say(message: str) -> None:
+    click.echo(click.style("editqueue", fg="cyan", bold=True) + " " + message)
+
+
+def _servers(data_dir: Path) -> tuple[str, str, list[Callable[[], None]]]:
+    """DATABASE_URL and REDIS_URL, starting embedded servers for whichever is unset."""
+    stops: list[Callable[[], None]] = []
+    database_url = os.environ.get("DATABASE_URL") or ""
+    redis_url = os.environ.get("REDIS_URL") or ""
+    if not database_url:
+        postgres = EmbeddedPostgres(data_dir / "postgres")
+        _say("starting embedded PostgreSQL …")
+        database_url = postgres.start()
+        stops.append(postgres.stop)
+    if not redis_url:
+        redis_server = EmbeddedRedis(data_dir / "redis")
+        _say("starting embedded Redis …")
+        redis_url = redis_server.start()
+        stops.append(redis_server.stop)
+    return database_url, redis_url, stops
+
+
+def _child_env(
+    *, database_url: str, redis_url: str, api_url: str, sandbox_url: str, data_dir: Path
+) -> dict[str, str]:
+    env = {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "EDITQUEUE_DATA_DIR": str(data_dir),
+        "EDITQUEUE_PUBLIC_URL": api_url,
+        "EDITQUEUE_SECRET_KEY": _secret_key(data_dir),
+        # Local receivers and the sandbox live on loopback; production keeps this empty.
+        "EDITQUEUE_ALLOW_PRIVATE_URLS": os.environ.get("EDITQUEUE_ALLOW_PRIVATE_URLS", LOOPBACK),
+        "SANDBOX_PUBLIC_URL": sandbox_url,
+        # People read this terminal; production keeps the JSON default.
+        "EDITQUEUE_LOG_FORMAT": os.environ.get("EDITQUEUE_LOG_FORMAT", "text"),
+    }
+    for vendor in PROVIDERS:
+        key = f"EDITQUEUE_{vendor.upper()}_API_KEY"
+        env[key] = ""  # only the sandbox's vendors, unless the operator set real ones
+        if os.environ.get(key):
+            env[key] = os.environ[key]
+    for vendor in SANDBOX_VENDORS:
+        prefix = f"EDITQUEUE_{vendor.upper()}"
+        if not os.environ.get(f"{prefix}_API_KEY"):
+            env[f"{prefix}_API_KEY"] = "sandbox-key"
+            env[f"{prefix}_BASE_URL"] = f"{sandbox_url}/{vendor}"
+    return env
+
+
+def _demo_key(database_url: str, info_path: Path) -> str:
+    """The demo tenant's key: the one from the last run if it still works, else a new one."""
+    engine = make_engine(database_url, pool_size=1, max_overflow=0)
+    sessions = make_session_factory(engine)
+    try:
+        old = json.loads(info_path.read_text()).get("api_key") if info_path.exists() else None
+        with transaction(sessions) as session:
+            if old and authenticate(session, old) is not None:
+                return old
+            return create_api_key(session, ensure_tenant(session, DEMO_TENANT))
+    finally:
+        engine.dispose()
+
+
+def run(data_dir: Path, port: int, *, demo: bool, exit_after_demo: bool, workers: int = 16) -> int:
+    """Start everything, print how to reach it, and supervise until Ctrl-C."""
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    database_url, redis_url, stop_servers = _servers(data_dir)
+    try:
+        _say("migrating the database …")
+        migrate.upgrade(database_url)
+        api_url = f"http://127.0.0.1:{port}"
+        sandbox_port = free_port()
+        sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+        env = _child_env(
+            database_url=database_url,
+            redis_url=redis_url,
+            api_url=api_url,
+            sandbox_url=sandbox_url,
+            data_dir=data_dir,
+        )
+        os.environ.update(env)
+        load_settings()  # a bad environment fails here, before any child starts
+        supervisor = Supervisor(stop_timeout=15.0)
+        supervisor.add("sandbox", processes.sandbox_argv(sandbox_port), env)
+        supervisor.add("api", processes.api_argv(f"127.0.0.1:{port}", quiet=True), env)
+        supervisor.add("worker", processes.worker_argv(workers, loglevel="WARNING"), env)
+        schedule = data_dir / "celerybeat-schedule"
+        supervisor.add("beat", processes.beat_argv(schedule=schedule, loglevel="WARNING"), env)
+        supervisor.start()
+        try:
+            wait_for_http(f"{sandbox_url}/_control/stats", timeout=30)
+            wait_for_http(f"{api_url}/healthz", timeout=60)
+        except Exception:
+            supervisor.stop()
+            raise
+        info_path = data_dir / "standalone.json"
+        info = StackInfo(
+            api_url, _demo_key(database_url, info_path), sandbox_url, database_url, redis_url
+        )
+        info.write(info_path)
+        _print_banner(info, info_path)
+        outcome: dict[str, int] = {}
+        if demo:
+
+            def run_demo() -> None:
+                from editqueue.demo import run_demo as demo_main
+
+                outcome["code"] = demo_main(info.api_url, info.api_key)
+                if exit_after_demo:
+                    supervisor.request_stop()
+
+            threading.Thread(target=run_demo, name="demo", daemon=True).start()
+        code = supervisor.wait()
+        return outcome.get("code", code) if exit_after_demo else code
+    finally:
+        for stop in reversed(stop_servers):
+            stop()
+        _say("stopped.")
+
+
+def _print_banner(info: StackInfo, info_path: Path) -> None:
+    _say("is up")
+    click.echo(f"  API        {info.api_url}   (docs: {info.api_url}/docs)")
+    click.echo(f"  API key    {info.api_key}")
+    click.echo(f"  sandbox    {info.sandbox_url}")
+    click.echo(f"  database   {info.database_url}")
+    click.echo(f"  redis      {info.redis_url}")
+    click.echo(f"  written to {info_path}")
+    click.echo("  Ctrl-C stops everything; the next start reuses the data.")

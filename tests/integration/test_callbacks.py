@@ -1,0 +1,83 @@
+"""Vendor callbacks at the API: a KIE HMAC is enforced exactly when a key is set."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+from sqlalchemy import select
+
+from editqueue.db import make_engine, make_session_factory
+from editqueue.embedded import EmbeddedRedis
+from editqueue.models import Job
+from editqueue.supervisor import free_port
+from tests.conftest import data_url, make_tenant, png_bytes, wait_until
+from tests.stack import Stack, running_stack
+
+KEY = "kie-hmac-test-key"
+
+
+def _signed_headers(task_id: str, key: str) -> dict[str, str]:
+    import base64
+    import hashlib
+    import hmac
+
+    ts = str(int(time.time()))
+    digest = hmac.new(key.encode(), f"{task_id}.{ts}".encode(), hashlib.sha256).digest()
+    return {"X-Webhook-Timestamp": ts, "X-Webhook-Signature": base64.b64encode(digest).decode()}
+
+
+def test_kie_callbacks_must_carry_a_valid_hmac_when_a_key_is_set(
+    private_database: str, tmp_path: Path
+) -> None:
+    redis_server = EmbeddedRedis(tmp_path / "redis", port=free_port())
+    redis_server.start()
+    try:
+        with running_stack(
+            database_url=private_database,
+            redis_url=redis_server.url,
+            workdir=tmp_path / "stack",
+            extra_env={"EDITQUEUE_KIE_WEBHOOK_KEY": KEY, "SANDBOX_KIE_WEBHOOK_KEY": KEY},
+        ) as stack:
+            engine = make_engine(private_database)
+            sessions = make_session_factory(engine)
+            tenant = make_tenant(sessions, stack.api_url)
+            job = tenant.create_job(
+                model="seedream-4.0-edit", prompt="signed", image=data_url(png_bytes())
+            )
+            # The sandbox signs its callbacks with the same key: they are accepted.
+            done = tenant.wait_job(job["id"], timeout=40)
+            assert done["status"] == "succeeded"
+            wait_until(lambda: "callback.received" in [e["type"] for e in tenant.events(job["id"])])
+            with sessions() as session:
+                token, task_id = session.execute(
+                    select(Job.callback_token, Job.provider_task_id).where(Job.id == job["id"])
+                ).one()
+            url = f"{stack.api_url}/v1/callbacks/kie/{token}"
+            body = {"code": 200, "msg": "ok", "data": {"taskId": task_id, "state": "success"}}
+            unsigned = httpx.post(url, json=body)
+            assert unsigned.status_code == 401
+            assert unsigned.json()["code"] == "invalid_signature"
+            forged = httpx.post(url, json=body, headers=_signed_headers(task_id, "wrong-key"))
+            assert forged.status_code == 401
+            genuine = httpx.post(url, json=body, headers=_signed_headers(task_id, KEY))
+            assert genuine.status_code == 200
+            tenant.client.close()
+            engine.dispose()
+    finally:
+        redis_server.stop()
+
+
+def test_kie_callbacks_without_signature_are_accepted_when_no_key_is_set(
+    stack: Stack, tenant, sessions
+) -> None:
+    job = tenant.create_job(model="seedream-4.0-edit", prompt="plain", image=data_url(png_bytes()))
+    tenant.wait_job(job["id"])
+    with sessions() as session:
+        token, task_id = session.execute(
+            select(Job.callback_token, Job.provider_task_id).where(Job.id == job["id"])
+        ).one()
+    body = {"code": 200, "msg": "ok", "data": {"taskId": task_id, "state": "success"}}
+    response = httpx.post(f"{stack.api_url}/v1/callbacks/kie/{token}", json=body)
+    assert response.status_code == 200

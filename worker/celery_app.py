@@ -1,0 +1,75 @@
+"""The Celery app, configured for at-least-once delivery on Redis (see celery-notes.md §8)."""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import setup_logging, worker_process_init
+
+from editqueue import logs
+from editqueue.config import get_settings
+from editqueue.tasknames import QUEUES
+
+VISIBILITY_TIMEOUT = 1800
+
+
+def make_celery() -> Celery:
+    """Build the app from the environment's settings."""
+    settings = get_settings()
+    app = Celery(
+        "editqueue",
+        broker=settings.redis_url,
+        include=["worker.tasks", "worker.webhook_tasks"],
+    )
+    transport = {
+        "visibility_timeout": VISIBILITY_TIMEOUT,
+        "max_connections": 2 * settings.worker_concurrency + 10,
+        "socket_connect_timeout": 5,
+        "socket_timeout": 30,
+        "health_check_interval": 25,
+        "retry_on_timeout": True,
+    }
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,  # the jobs.attempts counter bounds redelivery loops
+        worker_prefetch_multiplier=1,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_soft_shutdown_timeout=10.0,
+        task_ignore_result=True,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        broker_transport_options=transport,
+        result_backend_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        visibility_timeout=VISIBILITY_TIMEOUT,
+        task_routes={name: {"queue": queue} for name, queue in QUEUES.items()},
+        task_default_queue="maintenance",
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "dispatch": {"task": "editqueue.dispatch", "schedule": 1.0},
+            "sweep-jobs": {"task": "editqueue.sweep_jobs", "schedule": 1.0},
+            "sweep-deliveries": {"task": "editqueue.sweep_deliveries", "schedule": 1.0},
+            "relay-outbox": {"task": "editqueue.relay_outbox", "schedule": 2.0},
+            "reap": {"task": "editqueue.reap", "schedule": 5.0},
+            "prune-outbox": {"task": "editqueue.prune_outbox", "schedule": 3600.0},
+        },
+        # Beat ticks are cheap and idempotent; a stale one is worthless.
+        beat_max_loop_interval=1.0,
+    )
+    return app
+
+
+app = make_celery()
+
+
+@setup_logging.connect
+def _configure_logging(loglevel: str | None = None, **_kwargs: object) -> None:
+    # Our JSON logs (job_id, tenant, provider on every record) instead of Celery's format.
+    settings = get_settings()
+    logs.configure(loglevel or settings.log_level, json_logs=settings.log_format == "json")
+
+
+@worker_process_init.connect
+def _reset_after_fork(**_kwargs: object) -> None:
+    # Prefork children must not share the parent's pooled sockets.
+    from worker import context
+
+    context.reset()

@@ -1,0 +1,70 @@
+"""The worker process's long-lived pieces: engine, storage, HTTP clients, vendor adapters."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+
+from editqueue.config import PROVIDERS, get_settings
+from editqueue.db import make_engine, make_session_factory
+from editqueue.metrics import ProviderStats
+from editqueue.netguard import guarded_client
+from editqueue.pipeline import Context
+from editqueue.provider_limits import Limit, ProviderLimits
+from editqueue.providers.registry import get_provider
+from editqueue.storage import open_storage
+
+_lock = threading.Lock()
+_context: Context | None = None
+
+
+def _publisher(task: str, args: list) -> None:
+    from worker.celery_app import app
+
+    app.send_task(task, args=args, retry=True, retry_policy={"max_retries": 2})
+
+
+def get() -> Context:
+    """The process's pipeline context (built on first use)."""
+    global _context
+    with _lock:
+        if _context is None:
+            _context = _build()
+        return _context
+
+
+def reset() -> None:
+    """Forget the context (after a fork)."""
+    global _context
+    with _lock:
+        _context = None
+
+
+def _build() -> Context:
+    settings = get_settings()
+    assert settings.database_url, "DATABASE_URL is not set"
+    pool = settings.worker_concurrency + 4
+    engine = make_engine(settings.database_url, pool_size=pool, max_overflow=pool)
+    timeout = httpx.Timeout(settings.provider_timeout, connect=10.0)
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+    return Context(
+        settings=settings,
+        sessions=make_session_factory(engine),
+        storage=open_storage(
+            settings.effective_storage_url,
+            public_url=settings.public_url,
+            signing_key=settings.signing_key,
+        ),
+        publisher=_publisher,
+        provider=lambda name: get_provider(name, settings),
+        downloads=httpx.Client(timeout=timeout, limits=limits, follow_redirects=True),
+        user_urls=guarded_client(settings.allow_private_urls, timeout=timeout),
+        limits=ProviderLimits(
+            settings.redis_url,
+            {p: Limit(*settings.provider_limit(p)) for p in PROVIDERS},
+            failure_threshold=settings.provider_failure_threshold,
+            cooldown_seconds=settings.provider_cooldown,
+        ),
+        stats=ProviderStats(settings.redis_url),
+    )

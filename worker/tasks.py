@@ -1,0 +1,125 @@
+"""Thin tasks: take ids, call editqueue, which re-reads rows and acts only on expected state."""
+
+from __future__ import annotations
+
+import logging
+
+from editqueue import deliveries, dispatch, jobs, outbox, pipeline, tasknames
+from editqueue.lifecycle import complete_job
+from worker import context
+from worker.celery_app import app
+
+log = logging.getLogger(__name__)
+
+SWEEP_LIMIT = 500
+
+
+@app.task(name=tasknames.SUBMIT_JOB)
+def submit_job(job_id: str) -> None:
+    """Claim a queued job and submit it to a vendor."""
+    pipeline.run_submit(context.get(), job_id)
+
+
+@app.task(name=tasknames.ADVANCE_JOB)
+def advance_job(job_id: str, lease_id: str) -> None:
+    """Do a leased job's next step (poll, retry, or take over from a dead worker)."""
+    pipeline.run_advance(context.get(), job_id, lease_id)
+
+
+@app.task(name=tasknames.DELIVER_WEBHOOK)
+def deliver_webhook(delivery_id: str, lease_id: str) -> None:
+    """Send one webhook attempt."""
+    ctx = context.get()
+    deliveries.attempt_delivery(
+        ctx.sessions, delivery_id, lease_id, client=ctx.user_urls, settings=ctx.settings
+    )
+
+
+@app.task(name=tasknames.DISPATCH)
+def dispatch_jobs() -> int:
+    """Hand the next fair share of queued jobs to workers."""
+    ctx = context.get()
+    with ctx.sessions() as session, session.begin():
+        ids = dispatch.dispatch(
+            session,
+            window=ctx.settings.dispatch_window,
+            default_cap=ctx.settings.tenant_max_running,
+        )
+    sent = 0
+    try:
+        for job_id in ids:
+            ctx.publisher(tasknames.SUBMIT_JOB, [job_id])
+            sent += 1
+    finally:
+        if sent < len(ids):
+            with ctx.sessions() as session, session.begin():
+                dispatch.undispatch(session, ids[sent:])
+    return sent
+
+
+@app.task(name="editqueue.sweep_jobs")
+def sweep_jobs() -> int:
+    """Hand out jobs whose timer came; a lost message only costs one lease period."""
+    ctx = context.get()
+    with ctx.sessions() as session, session.begin():
+        due = jobs.sweep_due(session, limit=SWEEP_LIMIT, lease_seconds=ctx.settings.lease_seconds)
+    for job_id, lease in due:
+        ctx.publisher(tasknames.ADVANCE_JOB, [job_id, lease])
+    return len(due)
+
+
+@app.task(name="editqueue.sweep_deliveries")
+def sweep_deliveries() -> int:
+    """Hand out webhook attempts that are due."""
+    ctx = context.get()
+    lease_seconds = ctx.settings.webhook_timeout * 2 + 5
+    with ctx.sessions() as session, session.begin():
+        due = deliveries.sweep_due(session, limit=SWEEP_LIMIT, lease_seconds=lease_seconds)
+    for delivery_id, lease in due:
+        ctx.publisher(tasknames.DELIVER_WEBHOOK, [delivery_id, lease])
+    return len(due)
+
+
+@app.task(name="editqueue.relay_outbox")
+def relay_outbox() -> int:
+    """Publish outbox messages the fast path missed."""
+    ctx = context.get()
+    return outbox.relay(ctx.sessions, ctx.publisher)
+
+
+@app.task(name="editqueue.prune_outbox")
+def prune_outbox() -> int:
+    """Drop long-published outbox rows."""
+    return outbox.prune(context.get().sessions)
+
+
+@app.task(name="editqueue.reap")
+def reap() -> int:
+    """Fail jobs past their deadline; release dispatched jobs whose message may be lost."""
+    ctx = context.get()
+    reaped = 0
+    with ctx.sessions() as session, session.begin():
+        overdue = jobs.overdue_job_ids(session)
+    for job_id in overdue:
+        with ctx.sessions() as session, session.begin():
+            finished = complete_job(
+                session,
+                job_id,
+                "failed",
+                storage=ctx.storage,
+                settings=ctx.settings,
+                error={
+                    "code": "timeout",
+                    "message": "the job did not finish before its deadline",
+                    "provider": None,
+                    "provider_code": None,
+                    "retryable": False,
+                },
+                from_statuses=("queued", "running"),
+            )
+        if finished:
+            reaped += 1
+            ctx.job_ended(finished.outbox_ids)
+    with ctx.sessions() as session, session.begin():
+        dispatch.release_stale(session, older_than=ctx.settings.redispatch_after)
+    return reaped
