@@ -27,11 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import Engine, func, select
 
 from editqueue.audit import Receipt, Violation, audit
 from editqueue.db import make_engine, make_session_factory, transaction
 from editqueue.embedded import EmbeddedRedis
 from editqueue.ids import new_id
+from editqueue.models import Delivery
 from editqueue.storage import open_storage
 from editqueue.supervisor import free_port
 from editqueue.tenants import create_api_key, create_tenant
@@ -230,8 +232,10 @@ def run(config: SoakConfig, *, server_url: str | None = None) -> SoakResult:
         submitted = _submit_all(stack, keys, receiver, config)
         statuses = _drain(submitted, config.drain_timeout, stop)
         chaos.join(timeout=30)
-        time.sleep(3)  # let the last webhook retries land
         engine = make_engine(database_url)
+        # A delivery whose task died with a worker or the broker waits for its lease to
+        # run out before the sweep hands it out again: wait for that, not a fixed pause.
+        _drain_deliveries(engine, [job_id for _, job_id in submitted], config.drain_timeout)
         storage = open_storage(
             f"file://{stack.storage_dir}", public_url=stack.api_url, signing_key=b"unused"
         )
@@ -280,6 +284,22 @@ def _drain(submitted: list, timeout: float, stop: threading.Event) -> Counter[st
     stop.set()
     statuses["not_terminal"] += len(pending)
     return +statuses
+
+
+def _drain_deliveries(engine: Engine, job_ids: list[str], timeout: float) -> int:
+    """Wait until no delivery of these jobs is pending; returns how many still are."""
+    deadline = time.monotonic() + timeout
+    query = (
+        select(func.count())
+        .select_from(Delivery)
+        .where(Delivery.job_id.in_(job_ids), Delivery.state == "pending")
+    )
+    while True:
+        with engine.connect() as connection:
+            pending = connection.execute(query).scalar_one()
+        if not pending or time.monotonic() >= deadline:
+            return pending
+        time.sleep(0.5)
 
 
 def main() -> None:

@@ -150,9 +150,13 @@ def check_deliveries(
             else:
                 secrets = tenant_secrets.get(delivery.tenant_id, [])
             if not seen:
-                violations.append(
-                    Violation("webhook", delivery.job_id, f"{delivery.event_type} never arrived")
+                # The state tells a loss (recorded as sent, never received) from a
+                # delivery still retrying or one that gave up.
+                detail = (
+                    f"{delivery.event_type} never arrived "
+                    f"(delivery {delivery.state}, attempt {delivery.attempt})"
                 )
+                violations.append(Violation("webhook", delivery.job_id, detail))
             elif not any(
                 verify(secret, dict(r.headers), r.body, tolerance=10**9)
                 for r in seen
