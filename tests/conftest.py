@@ -111,8 +111,12 @@ class TenantClient:
     secret: str
 
     def create_job(self, **body: Any) -> dict[str, Any]:
-        """POST /v1/jobs and expect 202."""
-        response = self.client.post("/v1/jobs", json=body)
+        """POST /v1/jobs and expect 202 (after honouring a 429's Retry-After, as clients do)."""
+        for _ in range(10):
+            response = self.client.post("/v1/jobs", json=body)
+            if response.status_code != 429:
+                break
+            time.sleep(float(response.headers.get("Retry-After", "1")))
         assert response.status_code == 202, response.text
         return response.json()
 
