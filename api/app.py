@@ -23,8 +23,10 @@ from api import (
     webhook_endpoints,
     webhook_secret,
 )
+from editqueue import tasknames
 from editqueue.config import Settings, get_settings
 from editqueue.db import make_engine, make_session_factory
+from editqueue.doorbell import Doorbell
 from editqueue.storage import open_storage
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     engine = make_engine(settings.database_url)
     publisher_app = broker.make_publisher_app(settings)
+    publisher = broker.make_publisher(publisher_app)
     app.extensions["editqueue"] = state.Services(
         settings=settings,
         engine=engine,
@@ -49,8 +52,9 @@ def create_app(settings: Settings | None = None) -> Flask:
             public_url=settings.public_url,
             signing_key=settings.signing_key,
         ),
-        publisher=broker.make_publisher(publisher_app),
+        publisher=publisher,
         broker_ping=broker.make_ping(settings.redis_url),
+        ring_dispatcher=Doorbell(lambda: publisher(tasknames.DISPATCH, [])),
     )
     app.before_request(auth.require_key)
     app.teardown_appcontext(state.close_db)

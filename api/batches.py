@@ -91,7 +91,7 @@ def create() -> tuple[Response, int, dict[str, str]]:
     session.commit()
     if created.replayed:
         return _replayed(created.batch)
-    outbox.publish_now(svc.sessions, svc.publisher, created.outbox_ids)
+    svc.ring_dispatcher()
     # Just inserted: every job is queued, so the counts need no query.
     counts = batches.all_queued_counts(len(created.job_ids))
     public = batches.batch_to_public(created.batch, counts, created.job_ids)
@@ -127,5 +127,5 @@ def cancel(batch_id: str) -> Response:
         session, tenant_id, batch_id, storage=svc.storage, settings=svc.settings
     )
     session.commit()
-    outbox.publish_now(svc.sessions, svc.publisher, outbox_ids)
+    outbox.publish_committed(session, svc.publisher, outbox_ids)
     return jsonify(batches.describe(session, batches.get_batch(session, tenant_id, batch_id)))

@@ -63,7 +63,7 @@ def retry_job_deliveries(job_id: str) -> tuple[Response, int]:
     )
     data = webhook_log.with_attempts(session, deliveries)
     session.commit()
-    outbox.publish_now(svc.sessions, svc.publisher, ids)
+    outbox.publish_committed(session, svc.publisher, ids)
     return jsonify({"data": data, "next_cursor": None}), 202
 
 
@@ -107,7 +107,7 @@ def recover(endpoint_id: str) -> tuple[Response, int]:
     session = db()
     ids = webhook_replay.request_recovery(session, endpoint, since, until)
     session.commit()
-    outbox.publish_now(svc.sessions, svc.publisher, ids)
+    outbox.publish_committed(session, svc.publisher, ids)
     body = {
         "object": "recovery",
         "endpoint_id": endpoint.id,

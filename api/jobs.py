@@ -110,7 +110,7 @@ def _multipart_body() -> tuple[dict[str, Any], list[Upload], bytes]:
     responses={200: Job, 202: Job, 400: None, 413: None, 415: None, 422: None},
 )
 def create() -> tuple[Response, int, dict[str, str]]:
-    """Validate, store client bytes, insert job + outbox row, publish after commit."""
+    """Validate, store client bytes, insert the job, ring the dispatcher after commit."""
     tenant = current_tenant()
     svc = services()
     wait = streaming.parse_prefer_wait(request.headers.get("Prefer"))
@@ -145,7 +145,7 @@ def create() -> tuple[Response, int, dict[str, str]]:
     session.commit()
     if created.replayed:
         return _replayed(created.job)
-    outbox.publish_now(svc.sessions, svc.publisher, created.outbox_ids)
+    svc.ring_dispatcher()
     headers = {"Location": f"/v1/jobs/{created.job.id}"}
     if wait is None:
         return jsonify(job_json(created.job)), 202, headers
@@ -285,7 +285,7 @@ def cancel(job_id: str) -> Response:
         session, current_tenant().id, job_id, storage=svc.storage, settings=svc.settings
     )
     session.commit()
-    outbox.publish_now(svc.sessions, svc.publisher, finished.outbox_ids)
+    outbox.publish_committed(session, svc.publisher, finished.outbox_ids)
     return jsonify(job_json(finished.job))
 
 

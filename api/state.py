@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from flask import current_app, g
 from sqlalchemy.engine import Engine
@@ -23,6 +24,7 @@ class Services:
     storage: Storage
     publisher: Publisher
     broker_ping: object  # () -> None, raises when the broker is unreachable
+    ring_dispatcher: Callable[[], None]  # a debounced hint; never raises
 
 
 def services() -> Services:

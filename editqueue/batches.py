@@ -18,7 +18,6 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from editqueue import outbox, tasknames
 from editqueue.config import Settings
 from editqueue.errors import IdempotencyKeyReused, InvalidRequest, NotFound
 from editqueue.ids import new_id, new_token
@@ -41,12 +40,11 @@ MAX_REPORTED_ERRORS = 100
 
 @dataclass
 class BatchCreated:
-    """The outcome of a batch create: the batch, its job ids, replay flag, what to publish."""
+    """The outcome of a batch create: the batch, its job ids and the replay flag."""
 
     batch: Batch
     job_ids: list[str]
     replayed: bool
-    outbox_ids: list[int]
 
 
 # -- building -------------------------------------------------------------------------------
@@ -205,15 +203,13 @@ def insert_batch(
             if existing is None:
                 raise
             check_replay(existing, request_hash or "")
-            return BatchCreated(existing, job_ids(session, existing.id), True, [])
+            return BatchCreated(existing, job_ids(session, existing.id), True)
     else:
         session.add(batch)
         session.flush()
     session.execute(insert(Job), [_job_row(n, tenant.id, batch.id, now) for n in new_jobs])
     session.execute(insert(JobEvent), [_event_row(n, tenant.id, batch.id, now) for n in new_jobs])
-    message = outbox.add(session, tasknames.DISPATCH)
-    session.flush()
-    return BatchCreated(batch, [n.id for n in new_jobs], False, [message.id])
+    return BatchCreated(batch, [n.id for n in new_jobs], False)
 
 
 # -- reading --------------------------------------------------------------------------------

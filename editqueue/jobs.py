@@ -16,7 +16,6 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from editqueue import outbox, tasknames
 from editqueue.errors import IdempotencyKeyReused, NotFound
 from editqueue.ids import new_id, new_token
 from editqueue.models import TERMINAL_STATUSES, Job, JobEvent, Tenant
@@ -51,11 +50,10 @@ class NewJob:
 
 @dataclass
 class Created:
-    """The outcome of a create: the job, whether it was an idempotent replay, what to publish."""
+    """The outcome of a create: the job and whether it was an idempotent replay."""
 
     job: Job
     replayed: bool
-    outbox_ids: list[int]
 
 
 def record_event(
@@ -102,7 +100,11 @@ def insert_job(
     idempotency_key: str | None = None,
     request_hash: str | None = None,
 ) -> Created:
-    """Insert a queued job, its first event and its outbox message in one transaction."""
+    """Insert a queued job and its first event in one transaction.
+
+    No outbox message: the job waits in the table until the dispatcher picks it, which
+    beat runs every second and the caller rings after commit (a lost ring costs that second).
+    """
     now = utcnow()
     job = Job(
         id=new.id,
@@ -138,13 +140,12 @@ def insert_job(
             existing = find_by_idempotency_key(session, tenant.id, idempotency_key)
             if existing is None:
                 raise
-            return Created(check_replay(existing, request_hash or ""), True, [])
+            return Created(check_replay(existing, request_hash or ""), True)
     else:
         session.add(job)
     record_event(session, job, "job.created", {"model": job.model})
-    message = outbox.add(session, tasknames.DISPATCH)
     session.flush()
-    return Created(job, False, [message.id])
+    return Created(job, False)
 
 
 def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
@@ -232,20 +233,39 @@ def claim_lease(session: Session, job_id: str, lease_id: str, lease_seconds: flo
     ).one_or_none()
 
 
-def sweep_due(session: Session, *, limit: int, lease_seconds: float) -> list[tuple[str, str]]:
-    """Lease running jobs whose timer has come: polls due, or work whose worker died."""
+@dataclass(frozen=True)
+class DueStep:
+    """A leased job step and the seconds until its timer comes (0: due already)."""
+
+    job_id: str
+    lease_id: str
+    wait: float
+
+
+def sweep_due(
+    session: Session, *, limit: int, lease_seconds: float, ahead: float = 0.0
+) -> list[DueStep]:
+    """Lease running jobs whose timer comes within `ahead` seconds: polls, retries, or
+    work whose worker died.
+
+    Looking ahead one sweep period lets the caller send each step due before the next sweep
+    with a sub-second countdown, so a 2 s poll lands at 2 s rather than at the first sweep
+    after it; the timer itself stays here, and a lost message costs one lease period.
+    """
     rows = session.execute(
         text(
             "UPDATE jobs SET lease_id = gen_random_uuid()::text,"
             " next_poll_at = now() + make_interval(secs => :lease)"
-            " WHERE id IN (SELECT id FROM jobs WHERE status = 'running'"
-            "   AND next_poll_at <= now() ORDER BY next_poll_at LIMIT :limit"
-            "   FOR UPDATE SKIP LOCKED)"
-            " RETURNING id, lease_id"
+            " FROM (SELECT id, next_poll_at AS due FROM jobs WHERE status = 'running'"
+            "   AND next_poll_at <= now() + make_interval(secs => :ahead)"
+            "   ORDER BY next_poll_at LIMIT :limit FOR UPDATE SKIP LOCKED) AS picked"
+            " WHERE jobs.id = picked.id"
+            " RETURNING jobs.id, jobs.lease_id,"
+            "   greatest(0, extract(epoch FROM picked.due - clock_timestamp()))::float AS wait"
         ),
-        {"limit": limit, "lease": lease_seconds},
+        {"limit": limit, "lease": lease_seconds, "ahead": ahead},
     ).all()
-    return [(r.id, r.lease_id) for r in rows]
+    return [DueStep(r.id, r.lease_id, r.wait) for r in rows]
 
 
 def wake(session: Session, job_id: str, lease_seconds: float) -> str | None:

@@ -8,8 +8,8 @@ at-least-once, so every task is written to tolerate running twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,8 +18,11 @@ from editqueue.models import OutboxMessage
 
 log = logging.getLogger(__name__)
 
-# (task name, positional args) -> None; raises when the broker cannot take the message.
-Publisher = Callable[[str, list[Any]], None]
+
+class Publisher(Protocol):
+    """Sends a task by name to its queue; raises when the broker cannot take the message."""
+
+    def __call__(self, task: str, args: list[Any], *, countdown: float = 0.0) -> None: ...
 
 
 def add(session: Session, task: str, *args: Any) -> OutboxMessage:
@@ -41,8 +44,16 @@ def publish_now(factory: sessionmaker[Session], publisher: Publisher, ids: Seque
     """Publish the given messages after their commit; leave them to the relay on failure."""
     if not ids:
         return 0
+    with factory() as session:
+        return publish_committed(session, publisher, ids)
+
+
+def publish_committed(session: Session, publisher: Publisher, ids: Sequence[int]) -> int:
+    """`publish_now` on a session whose transaction has just committed (no second checkout)."""
+    if not ids:
+        return 0
     try:
-        with factory() as session, session.begin():
+        with session.begin():
             rows = session.execute(
                 text(
                     "UPDATE outbox SET published_at = now() "

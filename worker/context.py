@@ -6,8 +6,10 @@ import threading
 
 import httpx
 
+from editqueue import tasknames
 from editqueue.config import PROVIDERS, get_settings
 from editqueue.db import make_engine, make_session_factory
+from editqueue.doorbell import Doorbell
 from editqueue.metrics import ProviderStats
 from editqueue.netguard import guarded_client
 from editqueue.pipeline import Context
@@ -19,10 +21,16 @@ _lock = threading.Lock()
 _context: Context | None = None
 
 
-def _publisher(task: str, args: list) -> None:
+def _publisher(task: str, args: list, *, countdown: float = 0.0) -> None:
     from worker.celery_app import app
 
-    app.send_task(task, args=args, retry=True, retry_policy={"max_retries": 2})
+    app.send_task(
+        task,
+        args=args,
+        countdown=countdown if countdown > 0.005 else None,
+        retry=True,
+        retry_policy={"max_retries": 2},
+    )
 
 
 def get() -> Context:
@@ -67,4 +75,5 @@ def _build() -> Context:
             cooldown_seconds=settings.provider_cooldown,
         ),
         stats=ProviderStats(settings.redis_url),
+        ring_dispatcher=Doorbell(lambda: _publisher(tasknames.DISPATCH, [])),
     )
