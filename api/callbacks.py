@@ -13,7 +13,7 @@ from api.state import db, services
 from editqueue import jobs, outbox, tasknames
 from editqueue.config import PROVIDERS
 from editqueue.models import Job
-from editqueue.providers.base import CallbackRejected
+from editqueue.providers.base import CallbackRejected, report_of
 from editqueue.providers.registry import get_provider
 
 log = logging.getLogger(__name__)
@@ -55,9 +55,12 @@ def receive(provider: str, token: str) -> tuple[Response, int]:
     jobs.record_event(session, job, "callback.received", detail)
     ids = []
     if lease:
-        ids.append(outbox.add(session, tasknames.ADVANCE_JOB, job.id, lease))
+        # A callback carrying the finished result spares the worker a second vendor call.
+        report = report_of(notice.status)
+        args = (job.id, lease, report) if report else (job.id, lease)
+        ids.append(outbox.add(session, tasknames.ADVANCE_JOB, *args))
     session.flush()
     message_ids = [m.id for m in ids]
     session.commit()
-    outbox.publish_now(svc.sessions, svc.publisher, message_ids)
+    outbox.publish_committed(session, svc.publisher, message_ids)
     return jsonify({"received": True}), 200

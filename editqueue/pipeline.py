@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
-from editqueue import jobs, logs, outbox, routing, tasknames
+from editqueue import jobs, logs, outbox, routing
 from editqueue.config import Settings
 from editqueue.images import ImageFetchError, InvalidImage
 from editqueue.job_inputs import edit_request, prepare_inputs
@@ -28,7 +28,7 @@ from editqueue.lifecycle import complete_job, start_job
 from editqueue.metrics import ProviderStats
 from editqueue.models import Job
 from editqueue.provider_limits import ProviderLimits
-from editqueue.providers.base import Provider, ProviderError, TaskStatus
+from editqueue.providers.base import Provider, ProviderError, TaskStatus, status_from_report
 from editqueue.storage import Storage, StorageError
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,9 @@ class Context:
     user_urls: httpx.Client  # SSRF-guarded: user-supplied image URLs
     limits: ProviderLimits
     stats: ProviderStats
+    # A freed slot or a job given back: let the dispatcher fill it now, not at beat's next
+    # tick. Debounced (editqueue.doorbell); never raises.
+    ring_dispatcher: Callable[[], None]
 
     def publish(self, ids: list[int]) -> None:
         """Publish outbox messages right after their transaction committed."""
@@ -56,13 +59,6 @@ class Context:
         """After a job's end committed: send its webhooks and refill its tenant's slot."""
         self.publish(outbox_ids)
         self.ring_dispatcher()
-
-    def ring_dispatcher(self) -> None:
-        """A slot freed up: let the dispatcher fill it now (beat would, within a second)."""
-        try:
-            self.publisher(tasknames.DISPATCH, [])
-        except Exception as exc:  # only an optimisation; the beat tick covers it
-            log.debug("dispatch doorbell not sent: %s", exc)
 
     def available(self, name: str) -> bool:
         """Whether an adapter for this vendor can be built here."""
@@ -126,13 +122,19 @@ def _run_submit(ctx: Context, job_id: str) -> None:
     _submit(ctx, job)
 
 
-def run_advance(ctx: Context, job_id: str, lease_id: str) -> None:
-    """Take over a leased job and do whatever its stage needs next."""
+def run_advance(
+    ctx: Context, job_id: str, lease_id: str, report: dict[str, Any] | None = None
+) -> None:
+    """Take over a leased job and do whatever its stage needs next.
+
+    `report` is a finished result a vendor callback carried (`providers.base.report_of`);
+    when it is for the job's current task it is stored without polling the vendor again.
+    """
     with logs.bound(job_id=job_id):
-        _run_advance(ctx, job_id, lease_id)
+        _run_advance(ctx, job_id, lease_id, report)
 
 
-def _run_advance(ctx: Context, job_id: str, lease_id: str) -> None:
+def _run_advance(ctx: Context, job_id: str, lease_id: str, report: dict[str, Any] | None) -> None:
     error: dict[str, Any] | None = None
     with ctx.sessions() as session, session.begin():
         job = jobs.claim_lease(session, job_id, lease_id, ctx.settings.lease_seconds)
@@ -148,7 +150,11 @@ def _run_advance(ctx: Context, job_id: str, lease_id: str) -> None:
         _release(ctx, job)
         ctx.job_ended(ids)
     elif job.stage == "wait" and job.provider_task_id:
-        _poll(ctx, job)
+        if report and report.get("task_id") == job.provider_task_id:
+            ctx.limits.record_success(job.provider or "")
+            _store_and_finish(ctx, job, job.provider or "", status_from_report(report))
+        else:
+            _poll(ctx, job)
     else:
         _submit(ctx, job)
 

@@ -12,6 +12,10 @@ from worker.celery_app import app
 log = logging.getLogger(__name__)
 
 SWEEP_LIMIT = 500
+# Beat sweeps job timers every second; timers due before the next sweep (with room for a
+# late tick) go out now with a sub-second countdown, far below the broker's visibility
+# timeout, so they land on time.
+SWEEP_AHEAD = 1.25
 
 
 @app.task(name=tasknames.SUBMIT_JOB)
@@ -21,9 +25,10 @@ def submit_job(job_id: str) -> None:
 
 
 @app.task(name=tasknames.ADVANCE_JOB)
-def advance_job(job_id: str, lease_id: str) -> None:
-    """Do a leased job's next step (poll, retry, or take over from a dead worker)."""
-    pipeline.run_advance(context.get(), job_id, lease_id)
+def advance_job(job_id: str, lease_id: str, report: dict | None = None) -> None:
+    """Do a leased job's next step (poll, retry, take over from a dead worker, or store
+    the result a vendor callback reported)."""
+    pipeline.run_advance(context.get(), job_id, lease_id, report)
 
 
 @app.task(name=tasknames.DELIVER_WEBHOOK)
@@ -62,9 +67,14 @@ def sweep_jobs() -> int:
     """Hand out jobs whose timer came; a lost message only costs one lease period."""
     ctx = context.get()
     with ctx.sessions() as session, session.begin():
-        due = jobs.sweep_due(session, limit=SWEEP_LIMIT, lease_seconds=ctx.settings.lease_seconds)
-    for job_id, lease in due:
-        ctx.publisher(tasknames.ADVANCE_JOB, [job_id, lease])
+        due = jobs.sweep_due(
+            session,
+            limit=SWEEP_LIMIT,
+            lease_seconds=ctx.settings.lease_seconds,
+            ahead=SWEEP_AHEAD,
+        )
+    for step in due:
+        ctx.publisher(tasknames.ADVANCE_JOB, [step.job_id, step.lease_id], countdown=step.wait)
     return len(due)
 
 

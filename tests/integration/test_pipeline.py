@@ -89,6 +89,29 @@ def test_callback_vendor_job_is_woken_by_the_callback(
     _verify(tenant, receiver.wait_for(1)[0])
 
 
+def test_a_callback_carrying_the_result_is_stored_without_polling_again(
+    stack: Stack, tenant: TenantClient
+) -> None:
+    ids = [
+        tenant.create_job(
+            model="seedream-4.0-edit", prompt=f"from the callback {i}", image=data_url(png_bytes())
+        )["id"]
+        for i in range(3)
+    ]
+    stored_from_callback = 0
+    for job_id in ids:
+        assert tenant.wait_job(job_id)["status"] == "succeeded"
+        types = [e["type"] for e in tenant.events(job_id)]
+        if "callback.received" not in types:
+            continue
+        after = types[types.index("callback.received") + 1 :]
+        # No vendor poll between the callback and the end: the callback's record was used.
+        if after and after[0] == "job.succeeded":
+            stored_from_callback += 1
+    # A poll can win the race against a callback now and then, not for all three jobs.
+    assert stored_from_callback >= 1
+
+
 def test_polling_finishes_a_job_whose_callback_is_lost(stack: Stack, tenant: TenantClient) -> None:
     stack.sandbox_fault("kie", "callback", "callback_lost")
     job = tenant.create_job(
