@@ -242,7 +242,9 @@ def _new_task(
         watermark=watermark,
         base_url=public_base_url(sandbox.config, request),
         created_at=now,
-        latency=0.0 if not background or wants_early_callback(fault) else sandbox.config.latency,
+        latency=(
+            0.0 if not background or wants_early_callback(fault) else sandbox.config.task_latency()
+        ),
         fail=planned_failure(
             fault,
             failure=("api_error", "fetch failed"),

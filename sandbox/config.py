@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import random
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +21,9 @@ class SandboxConfig:
     kie_webhook_key: str | None = None
     # Seconds a KIE task takes from `waiting` to its final state.
     latency: float = 2.0
+    # Up to this many seconds more, drawn per task: task ends spread across a poll interval
+    # rather than all landing at the same phase of it (bench.latency).
+    latency_jitter: float = 0.0
     # Seconds an Ark (synchronous) edit takes.
     ark_latency: float = 0.2
     # Base URL for result links; None = the host the request came in on.
@@ -46,6 +50,10 @@ class SandboxConfig:
             raise ValueError(f"unknown sandbox setting(s): {', '.join(sorted(unknown))}")
         return cls(**{name: _coerce(name, value) for name, value in raw.items()})
 
+    def task_latency(self) -> float:
+        """Seconds one new task takes: the latency plus its share of the jitter."""
+        return self.latency + random.uniform(0.0, self.latency_jitter)
+
 
 def _coerce(name: str, value: Any) -> Any:
     """Turn an env string (or a dict value) into the field's type."""
@@ -55,7 +63,7 @@ def _coerce(name: str, value: Any) -> Any:
         items = value.split(",") if isinstance(value, str) else list(value)
         keys = frozenset(k.strip() for k in items if k.strip())
         return keys or None
-    if name in ("latency", "ark_latency", "url_ttl", "fetch_timeout"):
+    if name in ("latency", "latency_jitter", "ark_latency", "url_ttl", "fetch_timeout"):
         number = float(value)
         if number < 0:
             raise ValueError(f"sandbox setting {name} must not be negative")

@@ -194,7 +194,7 @@ def _new_task(sandbox: Sandbox, body: dict[str, Any], fault: Fault | None) -> Ki
         watermark=False,
         base_url=public_base_url(sandbox.config, request),
         created_at=time.time(),
-        latency=0.0 if wants_early_callback(fault) else sandbox.config.latency,
+        latency=0.0 if wants_early_callback(fault) else sandbox.config.task_latency(),
         fail=planned_failure(
             fault, failure=("500", "Internal server error"), moderation=("422", MODERATION_MESSAGE)
         ),

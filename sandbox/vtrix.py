@@ -202,7 +202,7 @@ def _new_task(
         watermark=False,
         base_url=public_base_url(sandbox.config, request),
         created_at=time.time(),
-        latency=sandbox.config.latency,
+        latency=sandbox.config.task_latency(),
         fail=planned_failure(
             fault,
             failure=("3014095", "Internal generation error"),
