@@ -32,7 +32,9 @@ def make_celery() -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,  # the jobs.attempts counter bounds redelivery loops
         worker_prefetch_multiplier=1,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # The threads pool cannot cancel a running task (Celery 5.6 crashes the worker trying
+        # on a broker loss); none needs it: a task redelivered meanwhile finds its lease gone.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_soft_shutdown_timeout=10.0,
         task_ignore_result=True,
         broker_connection_retry_on_startup=True,
