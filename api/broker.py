@@ -31,11 +31,10 @@ def make_publisher_app(settings: Settings) -> Celery:
 def make_publisher(app: Celery) -> Any:
     """A Publisher: (task name, args) → sent to the task's queue, or raises."""
 
-    def publish(task: str, args: list[Any], *, countdown: float = 0.0) -> None:
+    def publish(task: str, args: list[Any]) -> None:
         app.send_task(
             task,
             args=args,
-            countdown=countdown if countdown > 0.005 else None,
             queue=QUEUES.get(task, "jobs"),
             retry=True,
             retry_policy=_PUBLISH_RETRY,

@@ -106,7 +106,7 @@ def run(config: LatencyConfig) -> Report:
         f"takes {config.latency:g} s plus up to {interval:g} s (SANDBOX_LATENCY_JITTER), so "
         "task ends fall at every phase of a poll interval; one worker × 8 threads; "
         f"POLL_SCALE=1 (first poll interval {interval:g} s); beat sweeps timers every 1 s, "
-        "sending those due before the next sweep with a sub-second countdown. Polled target "
+        "publishing those due before the next sweep at their due time. Polled target "
         "judged on p99."
     )
     return report

@@ -7,18 +7,18 @@ late tasks find nothing to do, and exactly one finisher wins.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import TextClause, bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from editqueue.errors import IdempotencyKeyReused, NotFound
 from editqueue.ids import new_id, new_token
-from editqueue.models import TERMINAL_STATUSES, Job, JobEvent, Tenant
+from editqueue.models import TERMINAL_STATUSES, Job, JobEvent
 
 log = logging.getLogger(__name__)
 
@@ -92,60 +92,118 @@ def check_replay(existing: Job, request_hash: str) -> Job:
     return existing
 
 
+def job_row(
+    new: NewJob,
+    tenant_id: str,
+    now: dt.datetime,
+    *,
+    batch_id: str | None = None,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+) -> dict[str, Any]:
+    """A new queued job as a `jobs` table row (column names, not attribute names)."""
+    return {
+        "id": new.id,
+        "tenant_id": tenant_id,
+        "batch_id": batch_id,
+        "status": "queued",
+        "model": new.model,
+        "prompt": new.prompt,
+        "params": new.params,
+        "provider_pin": new.provider_pin,
+        "provider_options": new.provider_options,
+        "inputs": new.inputs,
+        "outputs": [],
+        "attempts": 0,
+        "poll_count": 0,
+        "metadata": new.metadata,
+        "webhook_url": new.webhook_url,
+        "webhook_events": new.webhook_events,
+        "callback_token": new_token(24),
+        "idempotency_key": idempotency_key,
+        "request_hash": request_hash,
+        "deadline_at": now + dt.timedelta(seconds=new.deadline_seconds),
+        "created_at": now,
+        "updated_at": now,
+        "dispatched_at": None,  # the fair dispatcher decides when workers get it
+    }
+
+
+def created_event_row(
+    new: NewJob, tenant_id: str, now: dt.datetime, *, batch_id: str | None = None
+) -> dict[str, Any]:
+    """The `job.created` event of a new job as a `job_events` table row."""
+    detail: dict[str, Any] = {"model": new.model}
+    if batch_id:
+        detail["batch_id"] = batch_id
+    return {
+        "id": new_id("evt"),
+        "job_id": new.id,
+        "tenant_id": tenant_id,
+        "type": "job.created",
+        "terminal": False,
+        "detail": detail,
+        "at": now,
+    }
+
+
+_JOBS = Job.__table__
+_EVENTS = JobEvent.__table__
+
+
+@functools.lru_cache(maxsize=4)
+def _insert_job_statement(keys: tuple[str, ...], *, idempotent: bool) -> TextClause:
+    """One round trip for the job (the columns `keys`) and its `job.created` event; built
+    once, so SQLAlchemy compiles it once and psycopg can prepare it.
+
+    With `idempotent`, a row already holding the tenant's key makes both inserts no-ops
+    (the caller then reads the winner) instead of failing the transaction.
+    """
+    columns = [_JOBS.c[key] for key in keys]
+    names = ", ".join(c.name for c in columns)
+    values = ", ".join(f":{c.name}" for c in columns)
+    conflict = (
+        " ON CONFLICT ON CONSTRAINT uq_jobs_tenant_idempotency DO NOTHING" if idempotent else ""
+    )
+    sql = (
+        f"WITH added AS (INSERT INTO jobs ({names}) VALUES ({values}){conflict} RETURNING id)"
+        " INSERT INTO job_events (id, job_id, tenant_id, type, terminal, detail, at)"
+        " SELECT :event_id, added.id, :tenant_id, 'job.created', false, :event_detail,"
+        " :created_at FROM added RETURNING job_id"
+    )
+    binds = [bindparam(c.name, type_=c.type) for c in columns]
+    binds.append(bindparam("event_id", type_=_EVENTS.c.id.type))
+    binds.append(bindparam("event_detail", type_=_EVENTS.c.detail.type))
+    return text(sql).bindparams(*binds)
+
+
 def insert_job(
     session: Session,
-    tenant: Tenant,
+    tenant_id: str,
     new: NewJob,
     *,
     idempotency_key: str | None = None,
     request_hash: str | None = None,
 ) -> Created:
-    """Insert a queued job and its first event in one transaction.
+    """Insert a queued job and its first event in one statement.
 
     No outbox message: the job waits in the table until the dispatcher picks it, which
     beat runs every second and the caller rings after commit (a lost ring costs that second).
+    A concurrent request with the same Idempotency-Key waits on the unique index, inserts
+    nothing, and gets the winner's job.
     """
     now = utcnow()
-    job = Job(
-        id=new.id,
-        tenant_id=tenant.id,
-        batch_id=new.batch_id,
-        status="queued",
-        model=new.model,
-        prompt=new.prompt,
-        params=new.params,
-        provider_pin=new.provider_pin,
-        provider_options=new.provider_options,
-        inputs=new.inputs,
-        outputs=[],
-        attempts=0,
-        poll_count=0,
-        meta=new.metadata,
-        webhook_url=new.webhook_url,
-        webhook_events=new.webhook_events,
-        callback_token=new_token(24),
-        idempotency_key=idempotency_key,
-        request_hash=request_hash,
-        deadline_at=now + dt.timedelta(seconds=new.deadline_seconds),
-        created_at=now,
-        dispatched_at=None,  # the dispatcher decides when workers get it
-    )
-    if idempotency_key:
-        # A concurrent duplicate loses the unique index race here and gets the winner's job.
-        try:
-            with session.begin_nested():
-                session.add(job)
-                session.flush()
-        except IntegrityError:
-            existing = find_by_idempotency_key(session, tenant.id, idempotency_key)
-            if existing is None:
-                raise
-            return Created(check_replay(existing, request_hash or ""), True)
-    else:
-        session.add(job)
-    record_event(session, job, "job.created", {"model": job.model})
-    session.flush()
-    return Created(job, False)
+    row = job_row(new, tenant_id, now, idempotency_key=idempotency_key, request_hash=request_hash)
+    event = created_event_row(new, tenant_id, now)
+    statement = _insert_job_statement(tuple(row), idempotent=bool(idempotency_key))
+    values = {**row, "event_id": event["id"], "event_detail": event["detail"]}
+    if session.execute(statement, values).first() is None:
+        existing = find_by_idempotency_key(session, tenant_id, idempotency_key or "")
+        if existing is None:
+            raise RuntimeError("job insert conflicted without an idempotency key")
+        return Created(check_replay(existing, request_hash or ""), True)
+    attributes = {("meta" if k == "metadata" else k): v for k, v in row.items()}
+    return Created(Job(**attributes), False)
 
 
 def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
@@ -248,9 +306,9 @@ def sweep_due(
     """Lease running jobs whose timer comes within `ahead` seconds: polls, retries, or
     work whose worker died.
 
-    Looking ahead one sweep period lets the caller send each step due before the next sweep
-    with a sub-second countdown, so a 2 s poll lands at 2 s rather than at the first sweep
-    after it; the timer itself stays here, and a lost message costs one lease period.
+    Looking ahead one sweep period lets the caller publish each step due before the next
+    sweep at its due time, so a 2 s poll lands at 2 s rather than at the first sweep after
+    it; the timer itself stays here, and a lost message costs one lease period.
     """
     rows = session.execute(
         text(

@@ -8,8 +8,8 @@ at-least-once, so every task is written to tolerate running twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,10 +19,8 @@ from editqueue.models import OutboxMessage
 log = logging.getLogger(__name__)
 
 
-class Publisher(Protocol):
-    """Sends a task by name to its queue; raises when the broker cannot take the message."""
-
-    def __call__(self, task: str, args: list[Any], *, countdown: float = 0.0) -> None: ...
+# (task name, positional args) -> None; raises when the broker cannot take the message.
+Publisher = Callable[[str, list[Any]], None]
 
 
 def add(session: Session, task: str, *args: Any) -> OutboxMessage:

@@ -9,6 +9,7 @@ import httpx
 from editqueue import tasknames
 from editqueue.config import PROVIDERS, get_settings
 from editqueue.db import make_engine, make_session_factory
+from editqueue.delayed import Delayed
 from editqueue.doorbell import Doorbell
 from editqueue.metrics import ProviderStats
 from editqueue.netguard import guarded_client
@@ -19,18 +20,13 @@ from editqueue.storage import open_storage
 
 _lock = threading.Lock()
 _context: Context | None = None
+_delayed = Delayed("job-timers")
 
 
-def _publisher(task: str, args: list, *, countdown: float = 0.0) -> None:
+def _publisher(task: str, args: list) -> None:
     from worker.celery_app import app
 
-    app.send_task(
-        task,
-        args=args,
-        countdown=countdown if countdown > 0.005 else None,
-        retry=True,
-        retry_policy={"max_retries": 2},
-    )
+    app.send_task(task, args=args, retry=True, retry_policy={"max_retries": 2})
 
 
 def get() -> Context:
@@ -40,6 +36,11 @@ def get() -> Context:
         if _context is None:
             _context = _build()
         return _context
+
+
+def delayed() -> Delayed:
+    """This process's sub-second timers (see editqueue.delayed)."""
+    return _delayed
 
 
 def reset() -> None:

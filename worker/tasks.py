@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from editqueue import deliveries, dispatch, jobs, outbox, pipeline, tasknames
@@ -12,9 +13,9 @@ from worker.celery_app import app
 log = logging.getLogger(__name__)
 
 SWEEP_LIMIT = 500
-# Beat sweeps job timers every second; timers due before the next sweep (with room for a
-# late tick) go out now with a sub-second countdown, far below the broker's visibility
-# timeout, so they land on time.
+# Beat sweeps job timers every second; steps due before the next sweep (with room for a
+# late tick) are leased now and published at their due time from this process, so a 2 s
+# poll lands at 2 s rather than at the first sweep after it.
 SWEEP_AHEAD = 1.25
 
 
@@ -74,7 +75,10 @@ def sweep_jobs() -> int:
             ahead=SWEEP_AHEAD,
         )
     for step in due:
-        ctx.publisher(tasknames.ADVANCE_JOB, [step.job_id, step.lease_id], countdown=step.wait)
+        message = [step.job_id, step.lease_id]
+        context.delayed().call_later(
+            step.wait, functools.partial(ctx.publisher, tasknames.ADVANCE_JOB, message)
+        )
     return len(due)
 
 
