@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from pydantic import ValidationError
 
-from api.auth import current_tenant
+from api.auth import current_tenant_id
 from api.bodies import idempotency_key, json_object
 from api.errors import ApiProblem, validation_errors
 from api.openapi import header_param, operation
@@ -66,23 +66,23 @@ def _validate(body: dict[str, Any]) -> tuple[BatchCreate, list[JobCreate]]:
 )
 def create() -> tuple[Response, int, dict[str, str]]:
     """Validate every item, store client bytes, insert everything in one transaction."""
-    tenant = current_tenant()
+    tenant_id = current_tenant_id()
     svc = services()
     body, raw = _json_object()
     key = idempotency_key()
     request_hash = hashlib.sha256(raw).hexdigest()
     session = db()
     if key:
-        existing = batches.find_by_idempotency_key(session, tenant.id, key)
+        existing = batches.find_by_idempotency_key(session, tenant_id, key)
         if existing is not None:
             return _replayed(batches.check_replay(existing, request_hash))
     spec, items = _validate(body)
     new_jobs = batches.build_jobs(
-        items, tenant_id=tenant.id, settings=svc.settings, storage=svc.storage
+        items, tenant_id=tenant_id, settings=svc.settings, storage=svc.storage
     )
     created = batches.insert_batch(
         session,
-        tenant,
+        tenant_id,
         new_jobs,
         metadata=spec.metadata,
         idempotency_key=key,
@@ -108,7 +108,7 @@ def _replayed(batch: Any) -> tuple[Response, int, dict[str, str]]:
 def get(batch_id: str) -> Response:
     """The batch; counts by status are read from its jobs now."""
     session = db()
-    batch = batches.get_batch(session, current_tenant().id, batch_id)
+    batch = batches.get_batch(session, current_tenant_id(), batch_id)
     return jsonify(batches.describe(session, batch))
 
 
@@ -122,7 +122,7 @@ def cancel(batch_id: str) -> Response:
     """Cancel the batch's live jobs (each gets its terminal event and webhooks)."""
     svc = services()
     session = db()
-    tenant_id = current_tenant().id
+    tenant_id = current_tenant_id()
     outbox_ids = batches.cancel_batch(
         session, tenant_id, batch_id, storage=svc.storage, settings=svc.settings
     )

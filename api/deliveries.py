@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from api.auth import current_tenant
+from api.auth import current_tenant_id
 from api.errors import ApiProblem
 from api.openapi import operation, query_param
 from api.state import db, services
@@ -43,7 +43,7 @@ def _states() -> list[str]:
 def job_deliveries(job_id: str) -> Response:
     """Every delivery of the job's events, oldest first, each with its attempts."""
     session = db()
-    job = jobs.get_job(session, current_tenant().id, job_id)
+    job = jobs.get_job(session, current_tenant_id(), job_id)
     return jsonify({"data": webhook_log.job_log(session, job.id), "next_cursor": None})
 
 
@@ -57,7 +57,7 @@ def retry_job_deliveries(job_id: str) -> tuple[Response, int]:
     """Same `webhook-id`, same body, to every current target of the job's latest event."""
     svc = services()
     session = db()
-    job = jobs.get_job(session, current_tenant().id, job_id)
+    job = jobs.get_job(session, current_tenant_id(), job_id)
     deliveries, ids = webhook_replay.resend_latest_job_event(
         session, job, storage=svc.storage, settings=svc.settings
     )

@@ -14,11 +14,11 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import ValidationError
 
 from api import schemas_http, streaming
-from api.auth import current_tenant
+from api.auth import current_tenant_id
 from api.bodies import idempotency_key, json_object
 from api.errors import ApiProblem, validation_errors
 from api.openapi import header_param, operation
-from api.state import db, services
+from api.state import db, db_autocommit, services
 from editqueue import jobs, outbox
 from editqueue.catalog import resolve_model
 from editqueue.intake import Upload, build_job
@@ -111,7 +111,7 @@ def _multipart_body() -> tuple[dict[str, Any], list[Upload], bytes]:
 )
 def create() -> tuple[Response, int, dict[str, str]]:
     """Validate, store client bytes, insert the job, ring the dispatcher after commit."""
-    tenant = current_tenant()
+    tenant_id = current_tenant_id()
     svc = services()
     wait = streaming.parse_prefer_wait(request.headers.get("Prefer"))
     mimetype = request.mimetype
@@ -126,9 +126,10 @@ def create() -> tuple[Response, int, dict[str, str]]:
         )
     key = idempotency_key()
     request_hash = hashlib.sha256(raw).hexdigest()
-    session = db()
+    # insert_job writes the job and its first event in one statement.
+    session = db_autocommit()
     if key:
-        existing = jobs.find_by_idempotency_key(session, tenant.id, key)
+        existing = jobs.find_by_idempotency_key(session, tenant_id, key)
         if existing is not None:
             jobs.check_replay(existing, request_hash)
             return _replayed(existing)
@@ -139,9 +140,11 @@ def create() -> tuple[Response, int, dict[str, str]]:
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         raise ApiProblem(422, detail, errors=errors) from None
     new = build_job(
-        spec, tenant_id=tenant.id, uploads=uploads, settings=svc.settings, storage=svc.storage
+        spec, tenant_id=tenant_id, uploads=uploads, settings=svc.settings, storage=svc.storage
     )
-    created = jobs.insert_job(session, tenant, new, idempotency_key=key, request_hash=request_hash)
+    created = jobs.insert_job(
+        session, tenant_id, new, idempotency_key=key, request_hash=request_hash
+    )
     session.commit()
     if created.replayed:
         return _replayed(created.job)
@@ -168,7 +171,7 @@ def _replayed(job: Any) -> tuple[Response, int, dict[str, str]]:
 @operation("Get a job", tags=["jobs"], responses={200: Job, 404: None})
 def get(job_id: str) -> Response:
     """One job, with fresh signed output links."""
-    job = jobs.get_job(db(), current_tenant().id, job_id)
+    job = jobs.get_job(db(), current_tenant_id(), job_id)
     return jsonify(job_json(job))
 
 
@@ -269,7 +272,7 @@ def list_() -> Response:
     cursor = request.args.get("cursor")
     before = decode_cursor(cursor) if cursor else None
     rows, more = jobs.list_jobs(
-        db(), current_tenant().id, _filters(), limit=limit, before_id=before
+        db(), current_tenant_id(), _filters(), limit=limit, before_id=before
     )
     next_cursor = encode_cursor(rows[-1].id) if more and rows else None
     return jsonify({"data": [job_json(j) for j in rows], "next_cursor": next_cursor})
@@ -282,7 +285,7 @@ def cancel(job_id: str) -> Response:
     svc = services()
     session = db()
     finished = cancel_job(
-        session, current_tenant().id, job_id, storage=svc.storage, settings=svc.settings
+        session, current_tenant_id(), job_id, storage=svc.storage, settings=svc.settings
     )
     session.commit()
     outbox.publish_committed(session, svc.publisher, finished.outbox_ids)
@@ -316,7 +319,7 @@ LAST_EVENT_ID_HEADER = header_param(
 def events(job_id: str) -> Response:
     """Every state change, attempt, poll outcome and delivery, in order."""
     session = db()
-    job = jobs.get_job(session, current_tenant().id, job_id)
+    job = jobs.get_job(session, current_tenant_id(), job_id)
     wanted = request.accept_mimetypes.best_match(["application/json", "text/event-stream"])
     if wanted == "text/event-stream":
         after_id = streaming.parse_last_event_id(request.headers.get("Last-Event-ID"))

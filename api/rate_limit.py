@@ -9,7 +9,7 @@ Configuration:
   Bursts of up to twice that many requests pass at once, so the policy announced is
   "2×rate requests per 2 seconds" (`RateLimit-Policy: 100;w=2` for the default).
 - `ApiKey.rate_limit` overrides it per key (0 or less: that key is not limited). The value
-  is cached per process for `KEY_CACHE_SECONDS`.
+  is cached per process with the key itself (`api.auth.OWNER_CACHE_SECONDS`).
 
 Every limited response carries `RateLimit-Limit`, `RateLimit-Remaining` and
 `RateLimit-Reset` (seconds until the bucket is full again); a 429 adds `Retry-After`.
@@ -19,7 +19,6 @@ because a broker outage must never turn into API errors.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -27,19 +26,16 @@ import time
 from dataclasses import dataclass
 
 import redis
-from flask import Flask, Response, current_app, g, request
-from sqlalchemy import select
+from flask import Flask, Response, current_app, g
 
+from api.auth import current_key
 from api.errors import ApiProblem
-from api.state import db
-from editqueue.models import ApiKey
 
 log = logging.getLogger(__name__)
 
 RATE_ENV = "EDITQUEUE_RATE_LIMIT"
 DEFAULT_RATE = 50.0
 BURST_FACTOR = 2
-KEY_CACHE_SECONDS = 30.0
 # After Redis fails, skip it for this long rather than paying a timeout on every request.
 OUTAGE_BACKOFF_SECONDS = 5.0
 EXTENSION = "editqueue_rate_limit"
@@ -144,38 +140,6 @@ class Limiter:
         )
 
 
-# -- which key, which rate -------------------------------------------------------------------
-
-# digest of the API key → (key id, its own rate or None, when the entry expires)
-_key_cache: dict[str, tuple[str, int | None, float]] = {}
-
-
-def _bearer_digest() -> str | None:
-    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        return None
-    # Only the digest is kept, never the key itself.
-    return hashlib.sha256(key.strip().encode()).hexdigest()
-
-
-def _key_settings(digest: str) -> tuple[str, int | None] | None:
-    cached = _key_cache.get(digest)
-    now = time.monotonic()
-    if cached and cached[2] > now:
-        return cached[0], cached[1]
-    row = (
-        db()
-        .execute(select(ApiKey.id, ApiKey.rate_limit).where(ApiKey.key_hash == digest))
-        .one_or_none()
-    )
-    if row is None:
-        return None
-    if len(_key_cache) > 10_000:
-        _key_cache.clear()
-    _key_cache[digest] = (row.id, row.rate_limit, now + KEY_CACHE_SECONDS)
-    return row.id, row.rate_limit
-
-
 def _rate_for(key_rate: int | None) -> float:
     return default_rate() if key_rate is None else float(key_rate)
 
@@ -185,14 +149,11 @@ def _rate_for(key_rate: int | None) -> float:
 
 def enforce() -> None:
     """before_request (after auth): count the request against its key; 429 when over."""
-    if g.get("tenant") is None:
-        return  # unauthenticated routes (health, callbacks, file links) are not limited here
-    digest = _bearer_digest()
-    key = _key_settings(digest) if digest else None
+    key = current_key()
     if key is None:
-        return
-    key_id, key_rate = key
-    rate = _rate_for(key_rate)
+        return  # unauthenticated routes (health, callbacks, file links) are not limited here
+    key_id = key.key_id
+    rate = _rate_for(key.rate_limit)
     if rate <= 0:
         return
     limiter: Limiter = current_app.extensions[EXTENSION]

@@ -39,6 +39,14 @@ def db() -> Session:
     return g.db_session
 
 
+def db_autocommit() -> Session:
+    """The request's session on an autocommit connection, for a handler whose every write is
+    one self-contained statement: no BEGIN and COMMIT round trips around it."""
+    session = db()
+    session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    return session
+
+
 def close_db(_exc: BaseException | None = None) -> None:
     """Teardown: roll back anything uncommitted and return the connection."""
     session = g.pop("db_session", None)

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel
 
-from api.auth import current_tenant
+from api.auth import current_tenant_id
 from api.bodies import json_object
 from api.errors import ApiProblem
 from api.openapi import operation, query_param
@@ -70,7 +70,7 @@ def parse_time(value: str, field: str) -> dt.datetime:
 
 def load_endpoint(endpoint_id: str) -> WebhookEndpoint:
     """The current tenant's endpoint, or 404."""
-    return endpoints.get_endpoint(db(), current_tenant().id, endpoint_id)
+    return endpoints.get_endpoint(db(), current_tenant_id(), endpoint_id)
 
 
 def _answer(endpoint: WebhookEndpoint, *, with_secret: bool = False) -> dict[str, Any]:
@@ -93,7 +93,7 @@ def create() -> tuple[Response, int, dict[str, str]]:
     session = db()
     endpoint = endpoints.create_endpoint(
         session,
-        current_tenant().id,
+        current_tenant_id(),
         url=spec.url,
         events=spec.events,
         description=spec.description,
@@ -116,7 +116,7 @@ def list_() -> Response:
     limit = page_limit()
     cursor = request.args.get("cursor")
     before = decode_cursor(cursor, prefix="whe") if cursor else None
-    rows, more = endpoints.list_endpoints(db(), current_tenant().id, limit=limit, before_id=before)
+    rows, more = endpoints.list_endpoints(db(), current_tenant_id(), limit=limit, before_id=before)
     next_cursor = encode_cursor(rows[-1].id) if more and rows else None
     return jsonify({"data": [_answer(e) for e in rows], "next_cursor": next_cursor})
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 from flask import Blueprint, Response, jsonify
 
-from api.auth import current_tenant
+from api.auth import current_tenant_id
 from api.openapi import operation
 from api.state import db
 from editqueue.models import Tenant
@@ -20,7 +20,9 @@ bp = Blueprint("webhook_secret", __name__, url_prefix="/v1/webhooks/secret")
 @operation("The default webhook signing secret", tags=["webhooks"], responses={200: WebhookSecret})
 def get_secret() -> Response:
     """The `whsec_…` secret that signs deliveries to per-job webhook URLs."""
-    return jsonify({"secret": current_tenant().webhook_secret})
+    tenant = db().get(Tenant, current_tenant_id())
+    assert tenant is not None  # authenticated a moment ago; tenants are never deleted live
+    return jsonify({"secret": tenant.webhook_secret})
 
 
 @bp.post("/rotate")
@@ -28,7 +30,7 @@ def get_secret() -> Response:
 def rotate() -> Response:
     """A new secret; the old one keeps signing too during the overlap (24 h by default)."""
     session = db()
-    tenant = session.get(Tenant, current_tenant().id, with_for_update=True)
+    tenant = session.get(Tenant, current_tenant_id(), with_for_update=True)
     assert tenant is not None  # authenticated a moment ago; tenants are never deleted live
     secret = rotate_tenant_secret(tenant, dt.datetime.now(dt.UTC))
     session.commit()

@@ -8,7 +8,6 @@ stored: they are read live from the jobs table.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,11 +19,11 @@ from sqlalchemy.orm import Session
 
 from editqueue.config import Settings
 from editqueue.errors import IdempotencyKeyReused, InvalidRequest, NotFound
-from editqueue.ids import new_id, new_token
+from editqueue.ids import new_id
 from editqueue.intake import build_job
-from editqueue.jobs import NewJob, utcnow
+from editqueue.jobs import NewJob, created_event_row, job_row, utcnow
 from editqueue.lifecycle import complete_job
-from editqueue.models import JOB_STATUSES, TERMINAL_STATUSES, Batch, Job, JobEvent, Tenant
+from editqueue.models import JOB_STATUSES, TERMINAL_STATUSES, Batch, Job, JobEvent
 from editqueue.schemas import JobCreate
 from editqueue.serialize import timestamp
 from editqueue.storage import Storage
@@ -133,59 +132,21 @@ def check_replay(existing: Batch, request_hash: str) -> Batch:
     return existing
 
 
-def _job_row(new: NewJob, tenant_id: str, batch_id: str, now: dt.datetime) -> dict[str, Any]:
-    # Every row carries the same keys: executemany needs one shape for a multi-row INSERT.
-    return {
-        "id": new.id,
-        "tenant_id": tenant_id,
-        "batch_id": batch_id,
-        "status": "queued",
-        "model": new.model,
-        "prompt": new.prompt,
-        "params": new.params,
-        "provider_pin": new.provider_pin,
-        "provider_options": new.provider_options,
-        "inputs": new.inputs,
-        "outputs": [],
-        "attempts": 0,
-        "poll_count": 0,
-        "meta": new.metadata,
-        "webhook_url": new.webhook_url,
-        "webhook_events": new.webhook_events,
-        "callback_token": new_token(24),
-        "deadline_at": now + dt.timedelta(seconds=new.deadline_seconds),
-        "created_at": now,
-        "updated_at": now,
-        "dispatched_at": None,  # the fair dispatcher decides when workers get it
-    }
-
-
-def _event_row(new: NewJob, tenant_id: str, batch_id: str, now: dt.datetime) -> dict[str, Any]:
-    return {
-        "id": new_id("evt"),
-        "job_id": new.id,
-        "tenant_id": tenant_id,
-        "type": "job.created",
-        "terminal": False,
-        "detail": {"model": new.model, "batch_id": batch_id},
-        "at": now,
-    }
-
-
 def insert_batch(
     session: Session,
-    tenant: Tenant,
+    tenant_id: str,
     new_jobs: Sequence[NewJob],
     *,
     metadata: dict[str, str] | None = None,
     idempotency_key: str | None = None,
     request_hash: str | None = None,
 ) -> BatchCreated:
-    """Insert the batch, its queued jobs, their first events and one dispatcher doorbell."""
+    """Insert the batch, its queued jobs and their first events (the caller rings the
+    dispatcher after commit)."""
     now = utcnow()
     batch = Batch(
         id=new_id("bat"),
-        tenant_id=tenant.id,
+        tenant_id=tenant_id,
         total=len(new_jobs),
         meta=metadata or {},
         idempotency_key=idempotency_key,
@@ -199,7 +160,7 @@ def insert_batch(
                 session.add(batch)
                 session.flush()
         except IntegrityError:
-            existing = find_by_idempotency_key(session, tenant.id, idempotency_key)
+            existing = find_by_idempotency_key(session, tenant_id, idempotency_key)
             if existing is None:
                 raise
             check_replay(existing, request_hash or "")
@@ -207,8 +168,14 @@ def insert_batch(
     else:
         session.add(batch)
         session.flush()
-    session.execute(insert(Job), [_job_row(n, tenant.id, batch.id, now) for n in new_jobs])
-    session.execute(insert(JobEvent), [_event_row(n, tenant.id, batch.id, now) for n in new_jobs])
+    # Every row has the same keys, so each table takes one multi-row INSERT.
+    session.execute(
+        insert(Job.__table__), [job_row(n, tenant_id, now, batch_id=batch.id) for n in new_jobs]
+    )
+    session.execute(
+        insert(JobEvent.__table__),
+        [created_event_row(n, tenant_id, now, batch_id=batch.id) for n in new_jobs],
+    )
     return BatchCreated(batch, [n.id for n in new_jobs], False)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +20,32 @@ KEY_PREFIX = "eq_"
 
 def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def key_digest(key: str) -> str | None:
+    """The digest an API key is stored under; None for anything that cannot be a key."""
+    if not key.startswith(KEY_PREFIX) or len(key) > 200:
+        return None
+    return _digest(key)
+
+
+@dataclass(frozen=True)
+class KeyOwner:
+    """Whom a live API key speaks for, and the key's own request rate (None: the default)."""
+
+    tenant_id: str
+    key_id: str
+    rate_limit: int | None
+
+
+def find_key_owner(session: Session, digest: str) -> KeyOwner | None:
+    """The owner of the live key stored under `digest` (one indexed lookup), or None."""
+    row = session.execute(
+        select(ApiKey.tenant_id, ApiKey.id, ApiKey.rate_limit).where(
+            ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)
+        )
+    ).one_or_none()
+    return None if row is None else KeyOwner(row.tenant_id, row.id, row.rate_limit)
 
 
 def create_tenant(session: Session, name: str) -> Tenant:

@@ -10,7 +10,7 @@ from sqlalchemy import event, func, select
 
 from editqueue import batches
 from editqueue.jobs import NewJob
-from editqueue.models import Batch, Job, JobEvent, Tenant
+from editqueue.models import Batch, Job, JobEvent
 from tests.conftest import TERMINAL, TenantClient, data_url, png_bytes, wait_until
 
 # An IP literal is vetted without DNS; nothing listens there, so jobs that run fail fast.
@@ -267,8 +267,7 @@ def test_insert_is_set_based(tenant: TenantClient, sessions) -> None:
 
             event.listen(engine, "before_cursor_execute", count_statement)
             try:
-                owner = session.get(Tenant, tenant.id)
-                created = batches.insert_batch(session, owner, new_jobs)
+                created = batches.insert_batch(session, tenant.id, new_jobs)
             finally:
                 event.remove(engine, "before_cursor_execute", count_statement)
             assert (
