@@ -43,7 +43,10 @@ def db_autocommit() -> Session:
     """The request's session on an autocommit connection, for a handler whose every write is
     one self-contained statement: no BEGIN and COMMIT round trips around it."""
     session = db()
-    session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    # Only a fresh session can switch: when the key lookup already opened a transaction
+    # (an uncached key), this request simply commits it as usual.
+    if not session.in_transaction():
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     return session
 
 
