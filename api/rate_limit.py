@@ -5,7 +5,8 @@ key), run as a Lua script so the read-check-write is atomic across processes and
 Redis's own clock is used, so API hosts with skewed clocks still agree.
 
 Configuration:
-- `EDITQUEUE_RATE_LIMIT`: requests per second per key (default 50; 0 turns limiting off).
+- `EDITQUEUE_RATE_LIMIT` (`Settings.rate_limit`, validated at start): requests per second
+  per key (default 50; 0 turns limiting off).
   Bursts of up to twice that many requests pass at once, so the policy announced is
   "2×rate requests per 2 seconds" (`RateLimit-Policy: 100;w=2` for the default).
 - `ApiKey.rate_limit` overrides it per key (0 or less: that key is not limited). The value
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 
@@ -30,11 +30,10 @@ from flask import Flask, Response, current_app, g
 
 from api.auth import current_key
 from api.errors import ApiProblem
+from api.state import services
 
 log = logging.getLogger(__name__)
 
-RATE_ENV = "EDITQUEUE_RATE_LIMIT"
-DEFAULT_RATE = 50.0
 BURST_FACTOR = 2
 # After Redis fails, skip it for this long rather than paying a timeout on every request.
 OUTAGE_BACKOFF_SECONDS = 5.0
@@ -86,15 +85,7 @@ class Decision:
 
 def default_rate() -> float:
     """Requests per second per key when the key sets none (`EDITQUEUE_RATE_LIMIT`)."""
-    raw = os.environ.get(RATE_ENV, "").strip()
-    if not raw:
-        return DEFAULT_RATE
-    try:
-        rate = float(raw)
-    except ValueError:
-        log.warning("%s=%r is not a number; using %s", RATE_ENV, raw, DEFAULT_RATE)
-        return DEFAULT_RATE
-    return max(rate, 0.0)
+    return services().settings.rate_limit
 
 
 def redis_client_url(url: str) -> str:

@@ -167,7 +167,9 @@ def delete(endpoint_id: str) -> tuple[str, int]:
 def rotate_secret(endpoint_id: str) -> Response:
     """A new secret; the old one keeps signing too during the overlap (24 h by default)."""
     endpoint = load_endpoint(endpoint_id)
-    rotate_endpoint_secret(endpoint, dt.datetime.now(dt.UTC))
+    rotate_endpoint_secret(
+        endpoint, dt.datetime.now(dt.UTC), overlap=services().settings.webhook_rotation_overlap
+    )
     db().commit()
     return jsonify(_answer(endpoint, with_secret=True))
 

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, jsonify
 
 from api.auth import current_tenant_id
 from api.openapi import operation
-from api.state import db
+from api.state import db, services
 from editqueue.models import Tenant
 from editqueue.schemas import WebhookSecret
 from editqueue.webhook_secrets import rotate_tenant_secret
@@ -32,6 +32,7 @@ def rotate() -> Response:
     session = db()
     tenant = session.get(Tenant, current_tenant_id(), with_for_update=True)
     assert tenant is not None  # authenticated a moment ago; tenants are never deleted live
-    secret = rotate_tenant_secret(tenant, dt.datetime.now(dt.UTC))
+    overlap = services().settings.webhook_rotation_overlap
+    secret = rotate_tenant_secret(tenant, dt.datetime.now(dt.UTC), overlap=overlap)
     session.commit()
     return jsonify({"secret": secret})

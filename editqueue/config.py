@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import PydanticUseDefault
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROVIDERS = ("ark", "cometapi", "acedata", "kie", "vtrix")
@@ -23,6 +24,9 @@ DEFAULT_BASE_URLS = {
 }
 
 DEFAULT_WEBHOOK_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
+# Upper bound of the webhook durations below: far past any real setting, and well inside
+# what datetime arithmetic can add to today.
+_CENTURY_SECONDS = 100 * 365 * 86_400
 
 
 class ConfigError(Exception):
@@ -91,6 +95,21 @@ class Settings(BaseSettings):
     # Webhooks: delays in seconds between attempts (API.md schedule); tests compress it.
     webhook_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_WEBHOOK_SCHEDULE
     webhook_timeout: float = Field(default=15.0, gt=0)
+    # Seconds a rotated-out secret keeps signing next to the new one (a day, as Svix does).
+    webhook_rotation_overlap: float = Field(
+        default=86_400.0, ge=0, le=_CENTURY_SECONDS, allow_inf_nan=False
+    )
+    # Seconds an endpoint may fail every attempt before it is disabled (API.md: 5 days).
+    webhook_disable_after: float = Field(
+        default=5 * 86_400.0, ge=1, le=_CENTURY_SECONDS, allow_inf_nan=False
+    )
+    # Attempts to one target in flight at once per worker process (the slow-endpoint
+    # fence); unset = a quarter of worker_concurrency (see webhook_tuning.max_in_flight).
+    webhook_max_in_flight: int | None = Field(default=None, ge=1)
+
+    # API requests per second per key (bursts of twice that); 0 turns limiting off.
+    # Overridden per key by api_keys.rate_limit.
+    rate_limit: float = Field(default=50.0, ge=0, allow_inf_nan=False)
 
     # Fair scheduling: jobs handed to workers but not yet started (kept short so a new
     # tenant's job never queues behind another's backlog), and in-flight jobs per tenant.
@@ -142,6 +161,20 @@ class Settings(BaseSettings):
             if not delays or any(d < 0 for d in delays):
                 raise ValueError("a non-empty comma list of non-negative seconds")
             return delays
+        return value
+
+    @field_validator(
+        "rate_limit",
+        "webhook_rotation_overlap",
+        "webhook_disable_after",
+        "webhook_max_in_flight",
+        mode="before",
+    )
+    @classmethod
+    def _blank_means_default(cls, value: Any) -> Any:
+        # These knobs have always treated an empty value as unset.
+        if isinstance(value, str) and not value.strip():
+            raise PydanticUseDefault()
         return value
 
     @field_validator("database_url")

@@ -47,12 +47,13 @@ def sweep_due(session: Session, *, limit: int, lease_seconds: float) -> list[tup
 
 
 @functools.cache
-def process_limiter(concurrency: int) -> TargetLimiter:
+def process_limiter(concurrency: int, max_in_flight: int | None) -> TargetLimiter:
     """The worker process's per-target fence (one per process, sized from its concurrency).
 
-    A quarter of the threads for a target not known to be quick, half for a quick one.
+    A quarter of the threads (or `max_in_flight`, `EDITQUEUE_WEBHOOK_MAX_IN_FLIGHT`) for a
+    target not known to be quick, half for a quick one.
     """
-    limit = webhook_tuning.max_in_flight(concurrency)
+    limit = webhook_tuning.max_in_flight(concurrency, max_in_flight)
     return TargetLimiter(limit, quick_limit=max(limit, concurrency // 2))
 
 
@@ -181,7 +182,9 @@ def attempt_delivery(
 
     `client` must be the SSRF-guarded client. None means the lease was gone (a duplicate).
     """
-    limiter = limiter or process_limiter(settings.worker_concurrency)
+    limiter = limiter or process_limiter(
+        settings.worker_concurrency, settings.webhook_max_in_flight
+    )
     with factory() as session, session.begin():
         delivery = _claim(session, delivery_id, lease_id, attempt_lease(settings.webhook_timeout))
         if delivery is None:

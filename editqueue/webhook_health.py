@@ -14,7 +14,6 @@ import logging
 from sqlalchemy import func, update
 from sqlalchemy.orm import Session
 
-from editqueue import webhook_tuning
 from editqueue.config import Settings
 from editqueue.endpoints import endpoint_to_public
 from editqueue.models import WebhookEndpoint
@@ -67,7 +66,7 @@ def note_outcome(
         .values(failing_since=func.coalesce(WebhookEndpoint.failing_since, func.now()))
         .returning(WebhookEndpoint.failing_since)
     )
-    limit = dt.timedelta(seconds=webhook_tuning.disable_after())
+    limit = dt.timedelta(seconds=settings.webhook_disable_after)
     if failing_since is not None and dt.datetime.now(dt.UTC) - failing_since >= limit:
         days = limit.total_seconds() / 86_400
         return disable_endpoint(

@@ -14,28 +14,23 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from editqueue import webhook_tuning
 from editqueue.models import Delivery, Job, Tenant, WebhookEndpoint
 from editqueue.webhooks import generate_secret, secrets_in_force
 
 
-def _overlap_end(now: dt.datetime) -> dt.datetime:
-    return now + dt.timedelta(seconds=webhook_tuning.rotation_overlap())
-
-
-def rotate_endpoint_secret(endpoint: WebhookEndpoint, now: dt.datetime) -> str:
-    """Give the endpoint a new secret; the old one keeps signing during the overlap."""
+def rotate_endpoint_secret(endpoint: WebhookEndpoint, now: dt.datetime, *, overlap: float) -> str:
+    """Give the endpoint a new secret; the old one keeps signing for `overlap` seconds."""
     endpoint.previous_secret = endpoint.secret
-    endpoint.previous_secret_until = _overlap_end(now)
+    endpoint.previous_secret_until = now + dt.timedelta(seconds=overlap)
     endpoint.secret = generate_secret()
     endpoint.updated_at = now
     return endpoint.secret
 
 
-def rotate_tenant_secret(tenant: Tenant, now: dt.datetime) -> str:
-    """Give the tenant a new default secret; the old one keeps signing during the overlap."""
+def rotate_tenant_secret(tenant: Tenant, now: dt.datetime, *, overlap: float) -> str:
+    """Give the tenant a new default secret; the old one keeps signing for `overlap` seconds."""
     tenant.previous_webhook_secret = tenant.webhook_secret
-    tenant.previous_webhook_secret_until = _overlap_end(now)
+    tenant.previous_webhook_secret_until = now + dt.timedelta(seconds=overlap)
     tenant.webhook_secret = generate_secret()
     return tenant.webhook_secret
 

@@ -288,7 +288,9 @@ def test_rotation_signs_with_both_secrets_during_the_overlap(
             endpoint = session.get(WebhookEndpoint, endpoint_id)
             assert endpoint is not None
             old = endpoint.secret
-            new = rotate_endpoint_secret(endpoint, dt.datetime.now(dt.UTC))
+            new = rotate_endpoint_secret(
+                endpoint, dt.datetime.now(dt.UTC), overlap=settings.webhook_rotation_overlap
+            )
         row = attempt(
             factory, settings, add_delivery(factory, settings, tenant_id, endpoint_id, receiver.url)
         )

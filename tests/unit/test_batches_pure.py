@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from api.errors import ApiProblem
-from api.rate_limit import Decision, default_rate, redis_client_url
+from api.rate_limit import Decision, redis_client_url
 from api.streaming import format_event, parse_last_event_id, parse_prefer_wait
 from editqueue.batches import (
     all_queued_counts,
@@ -113,15 +113,6 @@ def test_rate_limit_headers() -> None:
     }
     refused = Decision(False, 4, 2, 0, 0.2, 2.0)
     assert refused.headers()["Retry-After"] == "1"
-
-
-def test_default_rate_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("EDITQUEUE_RATE_LIMIT", raising=False)
-    assert default_rate() == 50
-    monkeypatch.setenv("EDITQUEUE_RATE_LIMIT", "7.5")
-    assert default_rate() == 7.5
-    monkeypatch.setenv("EDITQUEUE_RATE_LIMIT", "lots")
-    assert default_rate() == 50
 
 
 def test_celery_style_redis_urls_are_translated() -> None:

@@ -7,6 +7,7 @@ import ipaddress
 import pytest
 
 from editqueue.config import ConfigError, load_settings
+from editqueue.webhook_tuning import max_in_flight
 
 
 def test_defaults_are_usable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -75,3 +76,69 @@ def test_secrets_do_not_show_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDITQUEUE_SECRET_KEY", "signing-very-secret")
     text = repr(load_settings())
     assert "very-secret" not in text
+
+
+TUNING_VARIABLES = (
+    "EDITQUEUE_RATE_LIMIT",
+    "EDITQUEUE_WEBHOOK_ROTATION_OVERLAP",
+    "EDITQUEUE_WEBHOOK_DISABLE_AFTER",
+    "EDITQUEUE_WEBHOOK_MAX_IN_FLIGHT",
+)
+
+
+def test_rate_limit_and_webhook_tuning_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (*TUNING_VARIABLES, "EDITQUEUE_WORKER_CONCURRENCY"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert settings.rate_limit == 50
+    assert settings.webhook_rotation_overlap == 86_400
+    assert settings.webhook_disable_after == 5 * 86_400
+    assert settings.webhook_max_in_flight is None
+    assert max_in_flight(settings.worker_concurrency, settings.webhook_max_in_flight) == 4
+    assert max_in_flight(2, None) == 1
+    # An empty value is unset, as it always was for these.
+    for name in TUNING_VARIABLES:
+        monkeypatch.setenv(name, " ")
+    assert load_settings() == settings
+
+
+def test_rate_limit_and_webhook_tuning_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDITQUEUE_RATE_LIMIT", "7.5")
+    monkeypatch.setenv("EDITQUEUE_WEBHOOK_ROTATION_OVERLAP", "0")
+    monkeypatch.setenv("EDITQUEUE_WEBHOOK_DISABLE_AFTER", "60")
+    monkeypatch.setenv("EDITQUEUE_WEBHOOK_MAX_IN_FLIGHT", "3")
+    settings = load_settings()
+    assert settings.rate_limit == 7.5
+    assert settings.webhook_rotation_overlap == 0
+    assert settings.webhook_disable_after == 60
+    assert settings.webhook_max_in_flight == 3
+    assert max_in_flight(16, settings.webhook_max_in_flight) == 3
+    monkeypatch.setenv("EDITQUEUE_RATE_LIMIT", "0")  # limiting off
+    assert load_settings().rate_limit == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("EDITQUEUE_RATE_LIMIT", "lots"),
+        ("EDITQUEUE_RATE_LIMIT", "-1"),
+        ("EDITQUEUE_RATE_LIMIT", "nan"),
+        ("EDITQUEUE_WEBHOOK_ROTATION_OVERLAP", "a day"),
+        ("EDITQUEUE_WEBHOOK_ROTATION_OVERLAP", "-1"),
+        ("EDITQUEUE_WEBHOOK_ROTATION_OVERLAP", "1e12"),
+        ("EDITQUEUE_WEBHOOK_DISABLE_AFTER", "soon"),
+        ("EDITQUEUE_WEBHOOK_DISABLE_AFTER", "0"),
+        ("EDITQUEUE_WEBHOOK_DISABLE_AFTER", "inf"),
+        ("EDITQUEUE_WEBHOOK_MAX_IN_FLIGHT", "many"),
+        ("EDITQUEUE_WEBHOOK_MAX_IN_FLIGHT", "0"),
+        ("EDITQUEUE_WEBHOOK_MAX_IN_FLIGHT", "2.5"),
+    ],
+)
+def test_a_bad_rate_limit_or_webhook_tuning_value_stops_loading(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    lines = str(info.value).splitlines()[1:]
+    assert [line.strip().split(":")[0] for line in lines] == [name]
