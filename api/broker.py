@@ -36,6 +36,9 @@ def make_publisher(app: Celery) -> Any:
             task,
             args=args,
             queue=QUEUES.get(task, "jobs"),
+            # Without it send_task builds a result backend per greenlet (Celery keeps them
+            # thread-local; building one scans entry points).
+            ignore_result=True,
             retry=True,
             retry_policy=_PUBLISH_RETRY,
         )

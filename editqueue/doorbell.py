@@ -13,15 +13,21 @@ import threading
 import time
 from collections.abc import Callable
 
+from editqueue.delayed import Delayed
+
 log = logging.getLogger(__name__)
 
 
 class Doorbell:
     """Calls `ring` at most once per `interval`; a ring inside the interval is sent at its end."""
 
-    def __init__(self, ring: Callable[[], None], interval: float = 0.05) -> None:
+    def __init__(
+        self, ring: Callable[[], None], interval: float = 0.05, *, delayed: Delayed | None = None
+    ) -> None:
         self._ring = ring
         self._interval = interval
+        # Trailing rings go through one long-lived thread, not a thread each.
+        self._delayed = delayed or Delayed("doorbell")
         self._lock = threading.Lock()
         self._last = float("-inf")
         self._pending = False
@@ -34,9 +40,7 @@ class Doorbell:
             wait = self._last + self._interval - now
             if wait > 0:
                 self._pending = True
-                timer = threading.Timer(wait, self._fire)
-                timer.daemon = True
-                timer.start()
+                self._delayed.call_later(wait, self._fire)
                 return
             self._last = now
         self._send()

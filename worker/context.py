@@ -26,7 +26,9 @@ _delayed = Delayed("job-timers")
 def _publisher(task: str, args: list) -> None:
     from worker.celery_app import app
 
-    app.send_task(task, args=args, retry=True, retry_policy={"max_retries": 2})
+    # ignore_result: otherwise send_task builds a result backend per thread (Celery keeps
+    # backends thread-local, and building one scans entry points), on every new thread.
+    app.send_task(task, args=args, ignore_result=True, retry=True, retry_policy={"max_retries": 2})
 
 
 def get() -> Context:
@@ -76,5 +78,5 @@ def _build() -> Context:
             cooldown_seconds=settings.provider_cooldown,
         ),
         stats=ProviderStats(settings.redis_url),
-        ring_dispatcher=Doorbell(lambda: _publisher(tasknames.DISPATCH, [])),
+        ring_dispatcher=Doorbell(lambda: _publisher(tasknames.DISPATCH, []), delayed=_delayed),
     )
