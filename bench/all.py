@@ -38,7 +38,7 @@ def reports(quick: bool) -> list[Report]:
     else:
         plan = [
             ("bench.submit", submit.run, submit.SubmitConfig()),
-            ("bench.e2e", e2e.run, e2e.E2EConfig()),
+            ("bench.e2e --workers 2", e2e.run, e2e.E2EConfig(workers=2)),
             ("bench.inflight", inflight.run, inflight.InflightConfig()),
             ("bench.latency", latency.run, latency.LatencyConfig()),
         ]
