@@ -27,6 +27,7 @@ from editqueue.job_outputs import BadOutput, store_outputs
 from editqueue.lifecycle import complete_job, start_job
 from editqueue.metrics import ProviderStats
 from editqueue.models import Job
+from editqueue.netguard import UnsafeURL
 from editqueue.provider_limits import ProviderLimits
 from editqueue.providers.base import Provider, ProviderError, TaskStatus, status_from_report
 from editqueue.storage import Storage, StorageError
@@ -152,7 +153,10 @@ def _run_advance(ctx: Context, job_id: str, lease_id: str, report: dict[str, Any
     elif job.stage == "wait" and job.provider_task_id:
         if report and report.get("task_id") == job.provider_task_id:
             ctx.limits.record_success(job.provider or "")
-            _store_and_finish(ctx, job, job.provider or "", status_from_report(report))
+            # The links came in a callback, not from the vendor's API: fetch them through
+            # the SSRF guard, as for any URL a request can carry.
+            status = status_from_report(report)
+            _store_and_finish(ctx, job, job.provider or "", status, client=ctx.user_urls)
         else:
             _poll(ctx, job)
     else:
@@ -310,11 +314,19 @@ def _schedule_poll(ctx: Context, job: Job, detail: dict[str, Any]) -> None:
 # -- store and finish ------------------------------------------------------------------------
 
 
-def _store_and_finish(ctx: Context, job: Job, name: str, status: TaskStatus) -> None:
+def _store_and_finish(
+    ctx: Context, job: Job, name: str, status: TaskStatus, *, client: httpx.Client | None = None
+) -> None:
     try:
-        outputs = store_outputs(job, status.outputs, storage=ctx.storage, client=ctx.downloads)
+        outputs = store_outputs(
+            job, status.outputs, storage=ctx.storage, client=client or ctx.downloads
+        )
     except BadOutput as exc:
         _provider_failed(ctx, job, name, ProviderError("provider_error", str(exc), provider=name))
+        return
+    except UnsafeURL as exc:  # a result link pointing inside our network
+        refused = ProviderError("provider_error", f"result link refused: {exc}", provider=name)
+        _provider_failed(ctx, job, name, refused)
         return
     except (httpx.HTTPError, StorageError) as exc:
         _retry_later(ctx, job, f"results: {exc}")

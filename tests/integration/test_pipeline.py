@@ -11,7 +11,9 @@ from pathlib import Path
 import httpx
 import standardwebhooks
 from PIL import Image
+from sqlalchemy import select
 
+from editqueue.models import Job
 from tests.conftest import Receiver, TenantClient, data_url, png_bytes, wait_until
 from tests.stack import Stack
 
@@ -110,6 +112,44 @@ def test_a_callback_carrying_the_result_is_stored_without_polling_again(
             stored_from_callback += 1
     # A poll can win the race against a callback now and then, not for all three jobs.
     assert stored_from_callback >= 1
+
+
+def test_a_callback_reporting_an_internal_result_link_is_not_fetched(
+    stack: Stack, tenant: TenantClient, sessions
+) -> None:
+    job = tenant.create_job(
+        model="seedream-4.0-edit",
+        prompt="forged callback",
+        image=data_url(png_bytes()),
+        provider="kie",
+        provider_options={"_sandbox": {"fault": "callback_lost"}},
+    )
+
+    def task_and_token() -> tuple[str, str] | None:
+        with sessions() as session:
+            row = session.execute(
+                select(Job.provider_task_id, Job.callback_token).where(Job.id == job["id"])
+            ).one()
+        return (row[0], row[1]) if row[0] else None
+
+    wait_until(lambda: task_and_token() is not None)
+    task_id, token = task_and_token() or ("", "")
+    # Someone holding the callback URL claims the result lives at the metadata address.
+    forged = {
+        "code": 200,
+        "msg": "success",
+        "data": {
+            "taskId": task_id,
+            "state": "success",
+            "resultJson": json.dumps({"resultUrls": ["http://169.254.169.254/latest/x.png"]}),
+        },
+    }
+    answer = httpx.post(f"{stack.api_url}/v1/callbacks/kie/{token}", json=forged)
+    assert answer.status_code == 200
+    done = tenant.wait_job(job["id"])
+    reasons = [a.get("reason", "") for a in done["usage"]["attempts"]]
+    assert any("result link refused" in r for r in reasons), done["usage"]
+    assert all("169.254.169.254" not in (o.get("url") or "") for o in done["outputs"])
 
 
 def test_polling_finishes_a_job_whose_callback_is_lost(stack: Stack, tenant: TenantClient) -> None:
