@@ -30,7 +30,7 @@ from sandbox.faults import Fault
 from sandbox.imaging import ark_adaptive_size
 from sandbox.inputs import InputImageError, LoadedImage, check_dimensions, load_image
 from sandbox.state import Sandbox
-from sandbox.timed_tasks import TaskTable, TimedTask, ensure_rendered
+from sandbox.timed_tasks import TaskTable, TimedTask, ensure_rendered, render_ahead
 from sandbox.vendor import (
     SEED_MAX,
     answer,
@@ -150,6 +150,7 @@ def _images(sandbox: Sandbox) -> Response:
         if task.fail is not None:
             raise AceError(*task.fail)
         return jsonify(_result(sandbox, task))
+    render_ahead(table, sandbox, VENDOR, task)
     sandbox.stats.task_created(VENDOR)
     if callback_url is not None:
         table.schedule_callback(task, functools.partial(_send_callback, sandbox, task))

@@ -32,7 +32,7 @@ from sandbox.imaging import KIE_ASPECTS, RESOLUTION_LONG_SIDE, kie_output_size
 from sandbox.inputs import InputImageError, LoadedImage, load_image
 from sandbox.kie_tasks import KieTask, KieTasks
 from sandbox.state import Sandbox
-from sandbox.timed_tasks import ensure_rendered
+from sandbox.timed_tasks import ensure_rendered, render_ahead
 from sandbox.vendor import (
     answer,
     deliver_callback,
@@ -124,6 +124,7 @@ def _create_task(sandbox: Sandbox) -> Response:
     task = _new_task(sandbox, body, fault)
     table = tasks_of(sandbox)
     table.add(task)
+    render_ahead(table, sandbox, VENDOR, task, "PNG")
     sandbox.stats.task_created(VENDOR)
     if task.callback_url:
         table.schedule_callback(task, functools.partial(_deliver_callback, sandbox, task))

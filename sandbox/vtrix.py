@@ -30,7 +30,7 @@ from sandbox.faults import BODY_FIELD, Fault
 from sandbox.imaging import ark_adaptive_size
 from sandbox.inputs import InputImageError, LoadedImage, check_dimensions, load_image
 from sandbox.state import Sandbox
-from sandbox.timed_tasks import TaskTable, TimedTask, ensure_rendered
+from sandbox.timed_tasks import TaskTable, TimedTask, ensure_rendered, render_ahead
 from sandbox.vendor import (
     SEED_MAX,
     answer,
@@ -137,7 +137,9 @@ def _create_task(sandbox: Sandbox) -> Response:
         return early
 
     task = _new_task(sandbox, body, params, fault)
-    tasks_of(sandbox).add(task)
+    table = tasks_of(sandbox)
+    table.add(task)
+    render_ahead(table, sandbox, VENDOR, task)
     sandbox.stats.task_created(VENDOR)
     return jsonify(_task_body(sandbox, task, time.time()))
 
