@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from editqueue import jobs, logs, outbox, routing
@@ -26,7 +27,7 @@ from editqueue.job_inputs import edit_request, prepare_inputs
 from editqueue.job_outputs import BadOutput, store_outputs
 from editqueue.lifecycle import complete_job, start_job
 from editqueue.metrics import ProviderStats
-from editqueue.models import Job
+from editqueue.models import TERMINAL_STATUSES, Job
 from editqueue.netguard import UnsafeURL
 from editqueue.provider_limits import ProviderLimits
 from editqueue.providers.base import Provider, ProviderError, TaskStatus, status_from_report
@@ -212,6 +213,27 @@ def _submit(ctx: Context, job: Job) -> None:
     _handle_status(ctx, job, name, status, first=True)
 
 
+def _acquire_slot(ctx: Context, name: str, job_id: str, ttl: float) -> bool:
+    """A concurrency slot at the vendor, reclaiming slots of jobs that ended meanwhile.
+
+    A job canceled (or failed by the reaper) while it waits at a vendor has no worker left
+    to give its slot back; rather than letting it block the vendor until the slot's TTL,
+    a full vendor's holders are checked against their rows when a slot is refused.
+    """
+    if ctx.limits.acquire_slot(name, job_id, ttl):
+        return True
+    holders = ctx.limits.slot_holders(name)
+    if not holders:
+        return False
+    with ctx.sessions() as session:
+        ended = session.scalars(
+            select(Job.id).where(Job.id.in_(holders), Job.status.in_(TERMINAL_STATUSES))
+        ).all()
+    for holder in ended:
+        ctx.limits.release_slot(name, holder)
+    return bool(ended) and ctx.limits.acquire_slot(name, job_id, ttl)
+
+
 def _acquire_provider(ctx: Context, job: Job, candidates: list[str]) -> str | None:
     """Pick a vendor with room (cooldown, concurrency, rate); or reschedule and return None."""
     attempts = _attempt_log(job)
@@ -224,7 +246,7 @@ def _acquire_provider(ctx: Context, job: Job, candidates: list[str]) -> str | No
             break
         name = choice.provider
         slot_ttl = max(60.0, _seconds_left(job) + 60.0)
-        if not ctx.limits.acquire_slot(name, job.id, slot_ttl):
+        if not _acquire_slot(ctx, name, job.id, slot_ttl):
             remaining.remove(name)
             wait = 1.0
             continue

@@ -127,6 +127,17 @@ class ProviderLimits:
             return True
         return bool(granted)
 
+    def slot_holders(self, provider: str) -> list[str]:
+        """The job ids holding the vendor's slots now (empty when unlimited or unreachable)."""
+        if self._redis is None or not self._limits.get(provider, Limit()).max_concurrent:
+            return []
+        try:
+            members = self._redis.zrange(self._key(provider, "slots"), 0, -1)
+        except redis.RedisError as exc:
+            log.warning("could not read provider slots: %s", exc)
+            return []
+        return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+
     def release_slot(self, provider: str, job_id: str) -> None:
         """Give the job's slot back (the job ended or moved to another vendor)."""
         if self._redis is None or not self._limits.get(provider, Limit()).max_concurrent:
