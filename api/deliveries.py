@@ -7,14 +7,13 @@ from flask import Blueprint, Response, jsonify, request
 from api.auth import current_tenant_id
 from api.errors import ApiProblem
 from api.openapi import operation, query_param
+from api.params import page_limit, parse_time
 from api.state import db, services
 from api.webhook_endpoints import (
     CURSOR_QUERY,
     LIMIT_QUERY,
     json_body,
     load_endpoint,
-    page_limit,
-    parse_time,
 )
 from editqueue import jobs, outbox, webhook_log, webhook_replay
 from editqueue.models import DELIVERY_STATES

@@ -18,6 +18,7 @@ from api.auth import current_tenant_id
 from api.bodies import idempotency_key, json_object
 from api.errors import ApiProblem, validation_errors
 from api.openapi import header_param, operation
+from api.params import page_limit, parse_time
 from api.state import db, db_autocommit, services
 from editqueue import jobs, outbox
 from editqueue.catalog import resolve_model
@@ -175,39 +176,12 @@ def get(job_id: str) -> Response:
     return jsonify(job_json(job))
 
 
-def _parse_time(name: str) -> dt.datetime | None:
-    value = request.args.get(name)
-    if value is None:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiProblem(
-            422,
-            f"{name} must be an RFC 3339 timestamp",
-            errors=[{"field": name, "message": "not an RFC 3339 timestamp"}],
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed
-
-
-def _parse_limit() -> int:
-    raw = request.args.get("limit", "50")
-    try:
-        limit = int(raw)
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= 200:
-        raise ApiProblem(
-            422,
-            "limit must be an integer from 1 to 200",
-            errors=[{"field": "limit", "message": "integer 1–200"}],
-        )
-    return limit
-
-
 _JOB_ID = re.compile(r"job_[0-9A-HJKMNP-TV-Z]{26}")
+
+
+def _query_time(name: str) -> dt.datetime | None:
+    value = request.args.get(name)
+    return None if value is None else parse_time(value, name)
 
 
 def encode_cursor(job_id: str) -> str:
@@ -253,8 +227,8 @@ def _filters() -> jobs.JobFilter:
         model=model,
         provider=request.args.get("provider"),
         batch_id=request.args.get("batch_id"),
-        created_after=_parse_time("created_after"),
-        created_before=_parse_time("created_before"),
+        created_after=_query_time("created_after"),
+        created_before=_query_time("created_before"),
         metadata=metadata,
     )
 
@@ -268,7 +242,7 @@ def _filters() -> jobs.JobFilter:
 )
 def list_() -> Response:
     """Cursor-paged history with filters."""
-    limit = _parse_limit()
+    limit = page_limit()
     cursor = request.args.get("cursor")
     before = decode_cursor(cursor) if cursor else None
     rows, more = jobs.list_jobs(

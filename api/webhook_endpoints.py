@@ -10,8 +10,8 @@ from pydantic import BaseModel
 
 from api.auth import current_tenant_id
 from api.bodies import json_object
-from api.errors import ApiProblem
 from api.openapi import operation, query_param
+from api.params import page_limit
 from api.state import db, services
 from editqueue import endpoints
 from editqueue.models import WebhookEndpoint
@@ -40,32 +40,6 @@ def json_body(model: type[Body]) -> Body:
     """The request's JSON body validated against `model` (400 if not JSON, 422 if invalid)."""
     body, _ = json_object(empty_is_object=True)
     return model.model_validate(body)  # a ValidationError becomes a 422 with errors[].field
-
-
-def page_limit() -> int:
-    """The `limit` query parameter, 1–200 (default 50)."""
-    raw = request.args.get("limit", "50")
-    limit = int(raw) if raw.isdigit() else 0
-    if not 1 <= limit <= 200:
-        raise ApiProblem(
-            422,
-            "limit must be an integer from 1 to 200",
-            errors=[{"field": "limit", "message": "integer 1–200"}],
-        )
-    return limit
-
-
-def parse_time(value: str, field: str) -> dt.datetime:
-    """An RFC 3339 timestamp (UTC assumed when it has no offset), or a 422 naming `field`."""
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiProblem(
-            422,
-            f"{field} must be an RFC 3339 timestamp",
-            errors=[{"field": field, "message": "not an RFC 3339 timestamp"}],
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def load_endpoint(endpoint_id: str) -> WebhookEndpoint:

@@ -209,10 +209,15 @@ def test_bad_query_values_are_422(tenant: TenantClient) -> None:
         ({"limit": 0}, "limit"),
         ({"limit": 201}, "limit"),
         ({"limit": "ten"}, "limit"),
+        ({"limit": "²"}, "limit"),  # a digit to str.isdigit, not to int()
+        ({"limit": " 5"}, "limit"),
         ({"status": "done"}, "status"),
         ({"created_after": "yesterday"}, "created_after"),
     ):
         assert_problem(client.get("/v1/jobs", params=params), 422, "invalid_request", field)
+    # The delivery log and the endpoint list read `limit` the same way.
+    response = client.get("/v1/webhook-endpoints", params={"limit": "²"})
+    assert_problem(response, 422, "invalid_request", "limit")
 
 
 def test_idempotency_key_too_long_is_422(tenant: TenantClient) -> None:
