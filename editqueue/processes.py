@@ -22,6 +22,10 @@ def api_argv(
     """
     argv = [sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(workers)]
     argv += ["--worker-class", GEVENT_WORKER, "--worker-connections", str(connections)]
+    # On stop, gunicorn's gevent worker waits for every open connection, idle keep-alive
+    # ones included, for up to the graceful timeout (30 s by default): longer than
+    # supervisors wait. 5 s lets requests in progress finish; clients retry the rest.
+    argv += ["--graceful-timeout", "5"]
     argv += ["--log-level", "warning" if quiet else "info"]
     if not quiet:
         argv += ["--access-logfile", "-"]
