@@ -14,6 +14,7 @@ from editqueue.db import make_engine, make_session_factory, transaction
 from editqueue.ids import new_id
 from editqueue.models import Job
 from editqueue.tenants import create_tenant
+from tests.integration.test_webhook_engine import _running_job
 
 
 @pytest.fixture
@@ -23,28 +24,9 @@ def factory(private_database: str) -> Iterator[sessionmaker[Session]]:
     engine.dispose()
 
 
-def _running_job(session: Session, tenant_id: str, due_in: float) -> str:
-    now = dt.datetime.now(dt.UTC)
-    job = Job(
-        id=new_id("job"),
-        tenant_id=tenant_id,
-        status="running",
-        stage="wait",
-        model="seededit-3.0",
-        prompt="p",
-        params={},
-        provider_options={},
-        inputs=[],
-        outputs=[],
-        attempts=1,
-        poll_count=0,
-        meta={},
-        webhook_events=[],
-        deadline_at=now + dt.timedelta(hours=1),
-        created_at=now,
-        started_at=now,
-        next_poll_at=now + dt.timedelta(seconds=due_in),
-    )
+def _add_job_due_in(session: Session, tenant_id: str, due_in: float) -> str:
+    due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=due_in)
+    job = _running_job(new_id("job"), tenant_id, stage="wait", next_poll_at=due)
     session.add(job)
     return job.id
 
@@ -54,9 +36,9 @@ def test_sweep_leases_steps_due_within_the_look_ahead_with_their_wait(
 ) -> None:
     with transaction(factory) as session:
         tenant = create_tenant(session, new_id("t"))
-        overdue = _running_job(session, tenant.id, -3.0)
-        soon = _running_job(session, tenant.id, 0.8)
-        later = _running_job(session, tenant.id, 5.0)
+        overdue = _add_job_due_in(session, tenant.id, -3.0)
+        soon = _add_job_due_in(session, tenant.id, 0.8)
+        later = _add_job_due_in(session, tenant.id, 5.0)
     with transaction(factory) as session:
         due = {
             step.job_id: step

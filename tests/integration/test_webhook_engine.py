@@ -423,14 +423,22 @@ def _running_batch(
     return batch.id, ids
 
 
-def _running_job(job_id: str, tenant_id: str, batch_id: str | None = None) -> Job:
+def _running_job(
+    job_id: str,
+    tenant_id: str,
+    batch_id: str | None = None,
+    *,
+    stage: str = "submit",
+    next_poll_at: dt.datetime | None = None,
+) -> Job:
     now = dt.datetime.now(dt.UTC)
     return Job(
         id=job_id,
         tenant_id=tenant_id,
         batch_id=batch_id,
         status="running",
-        stage="submit",
+        stage=stage,
+        next_poll_at=next_poll_at,
         model="seededit-3.0",
         prompt="p",
         params={},
