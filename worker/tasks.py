@@ -7,6 +7,7 @@ import logging
 
 from editqueue import deliveries, dispatch, jobs, outbox, pipeline, tasknames
 from editqueue.lifecycle import complete_job
+from editqueue.webhooks import attempt_lease
 from worker import context
 from worker.celery_app import app
 
@@ -86,7 +87,7 @@ def sweep_jobs() -> int:
 def sweep_deliveries() -> int:
     """Hand out webhook attempts that are due."""
     ctx = context.get()
-    lease_seconds = ctx.settings.webhook_timeout * 2 + 5
+    lease_seconds = attempt_lease(ctx.settings.webhook_timeout)
     with ctx.sessions() as session, session.begin():
         due = deliveries.sweep_due(session, limit=SWEEP_LIMIT, lease_seconds=lease_seconds)
     for delivery_id, lease in due:
