@@ -168,12 +168,14 @@ def _insert_job_statement(keys: tuple[str, ...], *, idempotent: bool) -> TextCla
     sql = (
         f"WITH added AS (INSERT INTO jobs ({names}) VALUES ({values}){conflict} RETURNING id)"
         " INSERT INTO job_events (id, job_id, tenant_id, type, terminal, detail, at)"
-        " SELECT :event_id, added.id, :tenant_id, 'job.created', false, :event_detail,"
-        " :created_at FROM added RETURNING job_id"
+        " SELECT :event_id, added.id, :event_tenant_id, :event_type, :event_terminal,"
+        " :event_detail, :event_at FROM added RETURNING job_id"
     )
     binds = [bindparam(c.name, type_=c.type) for c in columns]
-    binds.append(bindparam("event_id", type_=_EVENTS.c.id.type))
-    binds.append(bindparam("event_detail", type_=_EVENTS.c.detail.type))
+    # The event's job_id comes from the inserted row, so the event is only written with it.
+    binds += [
+        bindparam(f"event_{c.name}", type_=c.type) for c in _EVENTS.columns if c.name != "job_id"
+    ]
     return text(sql).bindparams(*binds)
 
 
@@ -196,7 +198,7 @@ def insert_job(
     row = job_row(new, tenant_id, now, idempotency_key=idempotency_key, request_hash=request_hash)
     event = created_event_row(new, tenant_id, now)
     statement = _insert_job_statement(tuple(row), idempotent=bool(idempotency_key))
-    values = {**row, "event_id": event["id"], "event_detail": event["detail"]}
+    values = {**row, **{f"event_{k}": v for k, v in event.items() if k != "job_id"}}
     if session.execute(statement, values).first() is None:
         existing = find_by_idempotency_key(session, tenant_id, idempotency_key or "")
         if existing is None:
