@@ -15,11 +15,42 @@ _context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("log_c
 
 # Anything shaped like one of our secrets is masked even if a message includes it by mistake.
 _SECRETS = re.compile(r"(eq_[A-Za-z0-9_\-]{20,}|whsec_[A-Za-z0-9+/=]{20,}|Bearer\s+\S+)")
+# A callback URL's last segment is its job's token: whoever holds it may post callbacks.
+_CALLBACK_TOKEN = re.compile(r"(/v1/callbacks/[^/\s?#\"']+/)[^/\s?#\"']+")
+# Signed links (ours, the sandbox's, S3's) open their object to anyone until they expire.
+_SIGNED_QUERY = re.compile(
+    r"\?(?:[^\s?#\"']*&)?(?:sig|signature|x-amz-signature)=[^\s#\"']*", re.IGNORECASE
+)
+REDACTED = "<redacted>"
 
 
 def redact(text: str) -> str:
-    """Mask API keys, webhook secrets and bearer tokens in a string."""
-    return _SECRETS.sub(lambda m: m.group(0)[:6] + "…[redacted]", text)
+    """Mask API keys, webhook secrets, bearer tokens, callback tokens and link signatures."""
+    text = _SECRETS.sub(lambda m: m.group(0)[:6] + "…[redacted]", text)
+    text = _CALLBACK_TOKEN.sub(lambda m: m.group(1) + REDACTED, text)
+    return _SIGNED_QUERY.sub("?" + REDACTED, text)
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secrets in each record's message and traceback, whatever the formatter.
+
+    On our root handler it covers every record that propagates there (Celery's, Flask's,
+    ours); gunicorn's loggers, which do not propagate, get it on the logger itself.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record in place; never drops it."""
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True  # a broken format string: logging's own error report shows it
+        record.msg = redact(message)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
 
 
 @contextlib.contextmanager
@@ -59,13 +90,26 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+_REDACTING = RedactingFilter()
+GUNICORN_LOGGERS = ("gunicorn.access", "gunicorn.error")
+
+
 def configure(level: str = "INFO", *, json_logs: bool = True) -> None:
     """Send the root logger's records to stderr, as JSON unless asked otherwise."""
     handler = logging.StreamHandler()
+    handler.addFilter(_REDACTING)
     if json_logs:
         handler.setFormatter(JsonFormatter())
+    else:
+        # The level leads, so standalone's quiet terminal can pick out warnings and errors.
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     # httpx logs every request URL at INFO; webhook URLs may carry their owners' tokens.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # gunicorn's loggers do not propagate to ours, and its access lines hold request paths
+    # (callback tokens, signed links). On the loggers, the filter outlives gunicorn's
+    # handler set-up; addFilter ignores a filter it already has.
+    for name in GUNICORN_LOGGERS:
+        logging.getLogger(name).addFilter(_REDACTING)

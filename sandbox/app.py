@@ -7,6 +7,8 @@ between requests; that state needs a `reset()`).
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
@@ -37,6 +39,43 @@ VENDOR_STATE: dict[str, Callable[[], Any]] = {
     "vtrix": TaskTable,
 }
 
+LOG_FORMAT = "%(asctime)s %(name)s %(message)s"
+# Request lines and callback errors name URLs whose secrets must not reach a log: the
+# token at the end of a callback URL, and the query of a signed link (a vendor's result
+# link served here, or the service's own input link the emulators fetch).
+_CALLBACK_TOKEN = re.compile(r"(/callbacks/[^/\s?#\"']+/)[^/\s?#\"']+")
+_SIGNED_QUERY = re.compile(
+    r"\?(?:[^\s?#\"']*&)?(?:sig|signature|x-amz-signature)=[^\s#\"']*", re.IGNORECASE
+)
+
+
+class RedactingFilter(logging.Filter):
+    """Masks callback tokens and link signatures in every record a handler emits."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message in place; never drops it."""
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True
+        message = _CALLBACK_TOKEN.sub(lambda m: m.group(1) + "<redacted>", message)
+        record.msg = _SIGNED_QUERY.sub("?<redacted>", message)
+        record.args = None
+        return True
+
+
+def configure_logging() -> None:
+    """INFO logs on stderr (unless set up already), every handler of the root redacting.
+
+    werkzeug's request log propagates to the root, so this covers the access log too.
+    """
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_REDACTING)
+
+
+_REDACTING = RedactingFilter()
+
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build a sandbox app; `config` overrides the `SANDBOX_*` environment."""
@@ -60,6 +99,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 def serve(host: str, port: int, config: Mapping[str, Any] | None = None) -> None:
     """Run the sandbox on a threaded werkzeug server until interrupted (loopback use)."""
+    configure_logging()
     server = make_server(host, port, create_app(config), threaded=True)
     # A banner on stdout: the CLI and scripts read the address from it.
     print(

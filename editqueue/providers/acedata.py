@@ -1,8 +1,9 @@
 """AceData: `POST /seedream/images` (SeedEdit 3.0, Seedream 4.0), sync or as a task.
 
 With a callback URL the edit runs as a task (`callback_url` plus `async: true`), so no
-worker waits for it: the callback wakes the job, and `POST /seedream/tasks` is the safety
-net the worker polls. Without one, the call is synchronous (AceData's default).
+worker waits for it: the callback (unsigned, so only a hint) wakes the job, and the
+worker reads the result from the task query `POST /seedream/tasks`, which it also polls
+when no callback comes. Without one, the call is synchronous (AceData's default).
 
 Tolerant by design where AceData's documents disagree: a task query answers with the
 task record `{id, request, response, finished_at, …}`, with the result body itself
@@ -98,7 +99,7 @@ class AceDataProvider(HttpProvider):
         return parse_task(_unwrap(response), task_id)
 
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> CallbackNotice:
-        """Read an (unsigned) callback; the service matches `task_id` to its own tasks."""
+        """Name the task an (unsigned) callback is about; its result is only a claim."""
         try:
             payload = json.loads(body)
         except ValueError:

@@ -121,39 +121,14 @@ class TaskStatus:
 
 @dataclasses.dataclass(frozen=True)
 class CallbackNotice:
-    """What a vendor callback says: which task, and (as a hint) its status."""
+    """What a vendor callback says: which task, and its claimed status.
+
+    Only `task_id` is acted on (it must name the job's task); the claimed status comes
+    from an unsigned body and is never stored: the worker asks the vendor's task query.
+    """
 
     task_id: str
     status: TaskStatus | None = None
-
-
-def report_of(status: TaskStatus | None) -> dict[str, Any] | None:
-    """A callback's finished result as a small JSON message, when it carries result links.
-
-    The worker then stores from it instead of asking the vendor again; anything else (no
-    status, not succeeded, inline bytes) leaves the worker to poll as usual.
-    """
-    if status is None or status.state != "succeeded" or not status.outputs:
-        return None
-    if any(not output.url or output.data is not None for output in status.outputs):
-        return None
-    return {
-        "task_id": status.task_id,
-        "outputs": [{"url": o.url, "content_type": o.content_type} for o in status.outputs],
-        "usage": dict(status.usage),
-    }
-
-
-def status_from_report(report: Mapping[str, Any]) -> TaskStatus:
-    """The TaskStatus a `report_of` message stands for."""
-    return TaskStatus(
-        state="succeeded",
-        task_id=report.get("task_id"),
-        outputs=[
-            OutputRef(url=o["url"], content_type=o.get("content_type")) for o in report["outputs"]
-        ],
-        usage=dict(report.get("usage") or {}),
-    )
 
 
 class CallbackRejected(Exception):

@@ -110,7 +110,11 @@ class KieProvider(HttpProvider):
         return parse_record(_unwrap(response))
 
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> CallbackNotice:
-        """Verify KIE's HMAC headers (when a key is set) and read the task record."""
+        """Verify KIE's HMAC headers (when a key is set) and name the task the body is about.
+
+        The HMAC covers only `taskId.timestamp`, not the record, so the record's state and
+        links stay a claim: the service acts on the task id alone and polls recordInfo.
+        """
         try:
             envelope = json.loads(body)
         except ValueError:

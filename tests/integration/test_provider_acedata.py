@@ -1,7 +1,7 @@
 """AceDataProvider against the AceData emulator over loopback: sync, async, callbacks.
 
 Also: a job pinned to AceData runs end to end on the test stack, and a callback about a
-task the service does not know is acknowledged and ignored.
+task the service does not know is refused (404) and changes nothing.
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ def test_unknown_task_poll_is_permanent(acedata: AceDataProvider) -> None:
     )
 
 
-def test_stack_runs_acedata_jobs_and_ignores_foreign_callbacks(
+def test_stack_runs_acedata_jobs_and_refuses_foreign_callbacks(
     stack: Stack, tenant: TenantClient, sessions: sessionmaker[Session]
 ) -> None:
     job = tenant.create_job(
@@ -185,7 +185,8 @@ def test_stack_runs_acedata_jobs_and_ignores_foreign_callbacks(
     with sessions() as session:
         token = session.scalar(select(Job.callback_token).where(Job.id == job["id"]))
     foreign = {"success": True, "task_id": "someone-elses", "trace_id": "t", "data": []}
+    events = tenant.events(job["id"])
     response = httpx.post(f"{stack.api_url}/v1/callbacks/acedata/{token}", json=foreign)
-    assert response.status_code == 200, response.text
-    assert response.json()["ignored"] == "unknown task"
+    assert response.status_code == 404, response.text
     assert tenant.client.get(f"/v1/jobs/{job['id']}").json()["status"] == "succeeded"
+    assert tenant.events(job["id"]) == events
