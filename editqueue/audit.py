@@ -29,7 +29,7 @@ from editqueue.models import (
     Tenant,
     WebhookEndpoint,
 )
-from editqueue.storage import Storage, StorageError
+from editqueue.storage import LocalStorage, Storage, StorageError
 from editqueue.webhooks import verify
 
 
@@ -166,6 +166,20 @@ def check_deliveries(
                     Violation("webhook", delivery.job_id, f"{delivery.event_type}: bad signature")
                 )
     return violations
+
+
+def check_storage_reachable(storage: Storage) -> None:
+    """Raise StorageError when `storage` is not where results live at all.
+
+    Auditing the wrong place would report every stored output as missing; a local root
+    that does not exist is that mistake (a different data dir than the worker's), so it
+    is refused outright rather than created as the service's own check() would.
+    """
+    if isinstance(storage, LocalStorage):
+        if not storage.root.is_dir():
+            raise StorageError(f"storage directory {storage.root} does not exist")
+        return
+    storage.check()
 
 
 def check_vendor_submissions(

@@ -22,10 +22,35 @@ def _settings_or_exit():  # type: ignore[no-untyped-def]
         raise click.ClickException(str(exc)) from None
 
 
+def _use_standalone_info(data_dir: Path | None = None) -> None:
+    """Point an operator command at a local standalone stack when nothing else is set.
+
+    With DATABASE_URL unset (or naming the standalone's database), DATABASE_URL, the
+    storage URL and the data dir come from DIR/standalone.json (DIR: `--data-dir`, else
+    EDITQUEUE_DATA_DIR, else .editqueue), so the command sees what the worker stored.
+    """
+    from editqueue.standalone import read_info
+
+    directory = data_dir or Path(os.environ.get("EDITQUEUE_DATA_DIR") or ".editqueue")
+    info = read_info(directory)
+    if not info or os.environ.get("DATABASE_URL", info.get("database_url")) != info.get(
+        "database_url"
+    ):
+        return
+    for variable, key in (
+        ("DATABASE_URL", "database_url"),
+        ("EDITQUEUE_STORAGE_URL", "storage_url"),
+        ("EDITQUEUE_DATA_DIR", "data_dir"),
+    ):
+        if not os.environ.get(variable) and info.get(key):
+            os.environ[variable] = str(info[key])
+
+
 def _database_url() -> str:
+    _use_standalone_info()
     settings = _settings_or_exit()
     if not settings.database_url:
-        raise click.ClickException("DATABASE_URL is not set")
+        raise click.ClickException("DATABASE_URL is not set (nor a standalone.json found)")
     return settings.database_url
 
 
@@ -95,12 +120,19 @@ def keys_create(tenant_name: str) -> None:
 @main.command()
 @click.option("--job", "job_ids", multiple=True, help="Only these jobs (repeatable).")
 @click.option("--ignore-live", is_flag=True, help="Do not report jobs that are still running.")
-def audit(job_ids: tuple[str, ...], ignore_live: bool) -> None:
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="A standalone stack's data dir (its standalone.json); default .editqueue.",
+)
+def audit(job_ids: tuple[str, ...], ignore_live: bool, data_dir: Path | None) -> None:
     """Check stored invariants: one terminal event per job, outputs intact in storage."""
     from editqueue import audit as checks
     from editqueue.db import make_engine, make_session_factory
-    from editqueue.storage import open_storage
+    from editqueue.storage import StorageError, open_storage
 
+    _use_standalone_info(data_dir)
     settings = _settings_or_exit()
     engine = make_engine(_database_url(), pool_size=1)
     storage = open_storage(
@@ -108,6 +140,14 @@ def audit(job_ids: tuple[str, ...], ignore_live: bool) -> None:
         public_url=settings.public_url,
         signing_key=settings.signing_key,
     )
+    try:
+        # A wrong storage location would report every output as missing: refuse instead.
+        checks.check_storage_reachable(storage)
+    except StorageError as exc:
+        engine.dispose()
+        raise click.ClickException(
+            f"{exc} (set EDITQUEUE_STORAGE_URL, or --data-dir for a standalone stack)"
+        ) from None
     try:
         with make_session_factory(engine)() as session:
             violations = checks.audit(
@@ -138,13 +178,23 @@ def audit(job_ids: tuple[str, ...], ignore_live: bool) -> None:
     "--exit-after-demo", is_flag=True, help="With --demo: stop everything once it is done."
 )
 @click.option("--workers", type=int, default=16, show_default=True, help="Worker threads.")
-def standalone(data_dir: Path, port: int, demo: bool, exit_after_demo: bool, workers: int) -> None:
+@click.option(
+    "--verbose", is_flag=True, help="Show every process's output (default: DIR/logs only)."
+)
+def standalone(
+    data_dir: Path, port: int, demo: bool, exit_after_demo: bool, workers: int, verbose: bool
+) -> None:
     """The whole stack on this machine: embedded PostgreSQL/Redis, API, worker, beat, sandbox."""
     from editqueue import standalone as stack
 
     try:
         code = stack.run(
-            data_dir, port, demo=demo, exit_after_demo=exit_after_demo, workers=workers
+            data_dir,
+            port,
+            demo=demo,
+            exit_after_demo=exit_after_demo,
+            workers=workers,
+            verbose=verbose,
         )
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None

@@ -12,6 +12,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_core import PydanticUseDefault
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from editqueue.netguard import Endpoint, parse_allowance
+
 PROVIDERS = ("ark", "cometapi", "acedata", "kie", "vtrix")
 
 # The vendors' real hosts; overridden per provider by EDITQUEUE_<P>_BASE_URL.
@@ -77,19 +79,25 @@ class Settings(BaseSettings):
     provider_failure_threshold: int = Field(default=3, ge=1)
     provider_cooldown: float = Field(default=30.0, ge=0)
 
+    # CIDRs and exact host:port endpoints user URLs may reach (netguard.parse_allowance).
     allow_private_urls: Annotated[
-        tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode
+        tuple[ipaddress.IPv4Network | ipaddress.IPv6Network | Endpoint, ...], NoDecode
     ] = ()
+    # Where the sandbox says its result links live, when it runs (the worker may fetch there).
+    sandbox_public_url: str | None = Field(default=None, validation_alias="SANDBOX_PUBLIC_URL")
 
-    # Job timing. Leases bound how long a dead worker can hold a job; they must exceed
-    # the longest vendor call (provider_timeout) so a live worker is never overtaken.
+    # Job timing. A lease bounds how long a dead worker can hold a job step: the working
+    # process renews it every quarter lease (editqueue.heartbeat), so a live worker keeps
+    # even a vendor call longer than the lease, and a dead one's steps are taken over
+    # one lease after its last renewal.
     default_deadline_seconds: int = Field(default=900, ge=10, le=86_400)
     provider_timeout: float = Field(default=120.0, gt=0)
-    lease_seconds: float = Field(default=180.0, gt=0)
+    lease_seconds: float = Field(default=20.0, gt=0)
     redispatch_after: float = Field(default=300.0, gt=0)
     poll_scale: float = Field(default=1.0, gt=0)  # multiplies the poll back-off (tests shrink it)
-    # Vendor calls per job at most; transient trouble is otherwise retried until the deadline.
-    max_attempts: int = Field(default=50, ge=1, le=1000)
+    # The retry budget: vendor attempts per job in all, spent along the route (API.md);
+    # 429 waits give their attempt back.
+    max_attempts: int = Field(default=3, ge=1, le=1000)
     output_link_ttl: int = Field(default=3600, ge=60, le=7 * 86_400)
 
     # Webhooks: delays in seconds between attempts (API.md schedule); tests compress it.
@@ -106,6 +114,12 @@ class Settings(BaseSettings):
     # Attempts to one target in flight at once per worker process (the slow-endpoint
     # fence); unset = a quarter of worker_concurrency (see webhook_tuning.max_in_flight).
     webhook_max_in_flight: int | None = Field(default=None, ge=1)
+    # Endpoints one tenant may register: each multiplies every event into a delivery, so
+    # an unbounded list is load on our workers and traffic at third parties.
+    max_webhook_endpoints: int = Field(default=50, ge=1, le=10_000)
+
+    # Bearer token `/metrics` asks for; unset leaves it open (restrict it at the network).
+    metrics_token: SecretStr | None = None
 
     # API requests per second per key (bursts of twice that); 0 turns limiting off.
     # Overridden per key by api_keys.rate_limit.
@@ -126,11 +140,10 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_cidrs(cls, value: Any) -> Any:
         if isinstance(value, str):
-            items = [v.strip() for v in value.split(",") if v.strip()]
             try:
-                return tuple(ipaddress.ip_network(v, strict=False) for v in items)
+                return parse_allowance(value)
             except ValueError as exc:
-                raise ValueError(f"not a CIDR list ({exc})") from None
+                raise ValueError(f"not a list of CIDRs and host:port entries ({exc})") from None
         return value
 
     @field_validator("routes", mode="before")

@@ -45,10 +45,14 @@ def sample_image(index: int, size: tuple[int, int] = (640, 480)) -> bytes:
     return buffer.getvalue()
 
 
-class _Receiver:
-    """A local webhook endpoint that records deliveries and whether their signatures verify."""
+class Receiver:
+    """A local webhook endpoint that records deliveries and whether their signatures verify.
 
-    def __init__(self, secret: str) -> None:
+    It listens from construction on, so its address can be allowed before the stack
+    starts; deliveries that come before `secret` is set are recorded as unverified.
+    """
+
+    def __init__(self, secret: str = "") -> None:
         self.secret = secret
         self.received: dict[str, list[dict[str, Any]]] = {}
         self.lock = threading.Lock()
@@ -57,7 +61,7 @@ class _Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                ok = verify(receiver.secret, dict(self.headers), body)
+                ok = bool(receiver.secret) and verify(receiver.secret, dict(self.headers), body)
                 payload = json.loads(body)
                 job_id = payload.get("data", {}).get("id", "?")
                 with receiver.lock:
@@ -75,11 +79,19 @@ class _Receiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        self.port = int(self.server.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}/hooks"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    @property
+    def allowance(self) -> str:
+        """The EDITQUEUE_ALLOW_PRIVATE_URLS entry that lets the service post here, and only here."""
+        return f"127.0.0.1:{self.port}"
+
     def close(self) -> None:
+        """Stop listening."""
         self.server.shutdown()
+        self.server.server_close()
 
 
 def _submit(client: httpx.Client, index: int, webhook_url: str) -> tuple[str, str]:
@@ -120,13 +132,24 @@ def _submit(client: httpx.Client, index: int, webhook_url: str) -> tuple[str, st
     return response.json()["id"], hashlib.sha256(png).hexdigest()
 
 
-def run_demo(api_url: str, api_key: str, *, count: int = 6, timeout: float = 110.0) -> int:
-    """Submit `count` sample jobs, wait for them and their webhooks, print a report."""
+def run_demo(
+    api_url: str,
+    api_key: str,
+    *,
+    receiver: Receiver | None = None,
+    count: int = 6,
+    timeout: float = 110.0,
+) -> int:
+    """Submit `count` sample jobs, wait for them and their webhooks, print a report.
+
+    `receiver` must be reachable by the service: with the default (empty) allowance that
+    means its `allowance` entry was added to EDITQUEUE_ALLOW_PRIVATE_URLS before start.
+    """
     client = httpx.Client(
         base_url=api_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30.0
     )
-    secret = client.get("/v1/webhooks/secret").json()["secret"]
-    receiver = _Receiver(secret)
+    receiver = receiver or Receiver()
+    receiver.secret = client.get("/v1/webhooks/secret").json()["secret"]
     click.echo(click.style(f"\ndemo: submitting {count} sample edits …", bold=True))
     submitted = [_submit(client, i, receiver.url) for i in range(count)]
     deadline = time.monotonic() + timeout

@@ -153,6 +153,15 @@ class EmbeddedPostgres(StartStop):
         self._url = f"postgresql+psycopg://postgres:@/{self.database}?host={socket_dir}"
         return self._url
 
+    def exit_status(self) -> str | None:
+        """None while the server runs, else why not (pg_ctl daemonizes it: no exit code)."""
+        return None if self._running_pid() is not None else "postmaster gone"
+
+    def restart(self) -> str:
+        """Start it again on the same PGDATA and socket dir after it died; the same URL."""
+        self.stop()
+        return self.start()
+
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the server if it runs (fast mode: end sessions, checkpoint, exit)."""
         if self._running_pid() is None:
@@ -295,10 +304,25 @@ class EmbeddedRedis(StartStop):
         if proc is not None:
             _terminate(proc, timeout)
 
+    def exit_status(self) -> str | None:
+        """None while the server runs, else how it ended ("signal 9", "code 1")."""
+        code = self._proc.poll() if self._proc is not None else None
+        if code is None:
+            return None
+        return f"signal {-code}" if code < 0 else f"code {code}"
+
     def restart(self) -> str:
-        """Stop then start again on the same port; queued data survives via the AOF."""
+        """Stop then start again on the same port; queued data survives via the AOF.
+
+        The port is kept even when something else took it meanwhile (start() then fails
+        and may be retried): every client was given this URL.
+        """
         self.stop()
-        return self.start()
+        pinned, self._fixed_port = self._fixed_port, self.port is not None
+        try:
+            return self.start()
+        finally:
+            self._fixed_port = pinned
 
     # -- internals -------------------------------------------------------------------
 

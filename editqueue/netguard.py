@@ -1,11 +1,13 @@
-"""SSRF guard for every URL a user gives us (input images, webhooks).
+"""SSRF guard for every URL a user gives us (input images, webhooks) and vendor result links.
 
 The guard has two layers, because a check made before the request cannot stop a host
 whose DNS answer changes between the check and the connection (DNS rebinding):
 
 1. ``check_url`` validates a URL up front: http(s) scheme, a host, no userinfo, and every
-   address the host resolves to must be public or inside an allowed CIDR
-   (``EDITQUEUE_ALLOW_PRIVATE_URLS``). Callers get a clear error before any socket opens.
+   address the host resolves to must be public or allowed: inside an allowed CIDR, or an
+   exact allowed ``host:port`` (``EDITQUEUE_ALLOW_PRIVATE_URLS``; the worker's download
+   client allows the configured vendor endpoints instead). Callers get a clear error
+   before any socket opens.
 2. ``GuardedTransport`` repeats the check when it connects, which is the authoritative
    check. Its httpcore network backend resolves the host itself and refuses the connection
    if any address is not allowed. It then opens the socket to one of the verified IP
@@ -23,17 +25,33 @@ ignored: through a proxy, the address we check would be the proxy's, not the tar
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import ssl
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpcore
 import httpx
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One exact ``host:port`` that may be reached: a host name or an IP literal."""
+
+    host: str  # lower-case name, or an address in its canonical text form
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+# An allowance entry: a whole network, or one endpoint (never wider than asked for).
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network | Endpoint
 
 _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 # NAT64 (RFC 6052) carries an IPv4 address in its low 32 bits; a translator would route
@@ -53,6 +71,54 @@ class UnresolvableHost(UnsafeURL):
         super().__init__(f"cannot resolve host {host!r}")
         self.host = host
         self.temporary = temporary
+
+
+# -- allowances -----------------------------------------------------------------------
+
+_HOST_NAME = re.compile(r"^[a-z0-9_]([a-z0-9_.-]{0,251}[a-z0-9_])?\.?$")
+
+
+def _endpoint(host: str, port_text: str) -> Endpoint:
+    """An Endpoint from its parts; ValueError if either is malformed."""
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"bad port {port_text!r}")
+    literal = _as_ip(host)
+    if literal is not None:
+        return Endpoint(str(literal), int(port_text))
+    if not _HOST_NAME.match(host.lower()):
+        raise ValueError(f"bad host {host!r}")
+    return Endpoint(host.lower().rstrip("."), int(port_text))
+
+
+def parse_allowance(text: str) -> tuple[Network, ...]:
+    """Parse ``"10.0.0.0/8, 127.0.0.1:9000, [::1]:9000, sandbox:9100"``; ValueError if bad.
+
+    A CIDR (or a bare address) allows a whole range; ``host:port`` allows one endpoint.
+    """
+    entries: list[Network] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        if "/" in item or _as_ip(item) is not None:
+            entries.append(ipaddress.ip_network(item, strict=False))
+            continue
+        host, sep, port = item.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"{item!r} is neither a CIDR nor host:port")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        entries.append(_endpoint(host, port))
+    return tuple(entries)
+
+
+def endpoint_of(url: str) -> Endpoint:
+    """The ``host:port`` that ``url`` connects to (its scheme's default port when none)."""
+    parsed = httpx.URL(url)
+    port = parsed.port or _DEFAULT_PORTS.get(parsed.scheme, 443)
+    return _endpoint(parsed.raw_host.decode("ascii"), str(port))
+
+
+def _allows_name(allowed: Iterable[Network], host: str, port: int) -> bool:
+    """Whether ``host:port`` is an allowed endpoint by name (any address it resolves to)."""
+    return Endpoint(host.lower().rstrip("."), port) in allowed
 
 
 # -- addresses ------------------------------------------------------------------------
@@ -98,21 +164,30 @@ def _non_public_kind(ip: Address) -> str | None:
     return next((name for name, hit in kinds if hit), None)
 
 
-def _in_allowed(ip: Address, allowed: Iterable[Network]) -> bool:
-    """Whether ``ip`` lies in one of the operator-allowed networks."""
-    return any(ip.version == net.version and ip in net for net in allowed)
+def _in_allowed(ip: Address, allowed: Iterable[Network], port: int | None) -> bool:
+    """Whether ``ip`` (on ``port``, when known) is inside an allowed network or endpoint."""
+    for entry in allowed:
+        if isinstance(entry, Endpoint):
+            if port == entry.port and _as_ip(entry.host) == ip:
+                return True
+        elif ip.version == entry.version and ip in entry:
+            return True
+    return False
 
 
-def _refusal(ip: Address, allowed: Sequence[Network]) -> str | None:
-    """Why a connection to ``ip`` is refused (e.g. "loopback address"), or None if allowed."""
-    if _in_allowed(ip, allowed):
+def _refusal(ip: Address, allowed: Sequence[Network], port: int | None = None) -> str | None:
+    """Why a connection to ``ip`` is refused (e.g. "loopback address"), or None if allowed.
+
+    Endpoint entries count only when ``port`` is given.
+    """
+    if _in_allowed(ip, allowed, port):
         return None
     if isinstance(ip, ipaddress.IPv6Address):
         inner = _embedded_ipv4(ip)
         if inner is not None:
             # Judge by the IPv4 address the packets really reach, so that the allow list
             # and the refusals apply equally to ::ffff:127.0.0.1 and 127.0.0.1.
-            if _in_allowed(inner, allowed):
+            if _in_allowed(inner, allowed, port):
                 return None
             kind = _non_public_kind(inner)
             return f"IPv6 form of {kind} address {inner}" if kind else None
@@ -144,8 +219,10 @@ def _checked_addresses(host: str, port: int, allowed: Sequence[Network]) -> list
     """The addresses of ``host``; UnsafeURL if ANY is refused (an attacker controls the order)."""
     literal = _as_ip(host)
     candidates = [host] if literal is not None else _resolve(host, port)
+    if literal is None and _allows_name(allowed, host, port):
+        return candidates  # the operator trusts this name, whatever it resolves to
     for candidate in candidates:
-        reason = _refusal(_parse_ip(candidate), allowed)
+        reason = _refusal(_parse_ip(candidate), allowed, port)
         if reason is not None:
             shown = candidate if literal is not None else f"{host} resolves to {candidate}, which"
             raise UnsafeURL(f"{shown} is not allowed ({reason})")
@@ -225,12 +302,13 @@ class _GuardedBackend(httpcore.NetworkBackend):
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last_error = exc  # try the next address, as socket.create_connection does
                 continue
-            self._verify_peer(stream)
+            if not _allows_name(self._allowed, host, port):
+                self._verify_peer(stream, port)
             return stream
         assert last_error is not None  # _checked_addresses never returns an empty list
         raise last_error
 
-    def _verify_peer(self, stream: httpcore.NetworkStream) -> None:
+    def _verify_peer(self, stream: httpcore.NetworkStream, port: int) -> None:
         """Check the address the socket is really connected to; close it if refused."""
         sock = stream.get_extra_info("socket")
         try:
@@ -238,7 +316,7 @@ class _GuardedBackend(httpcore.NetworkBackend):
         except (AttributeError, OSError, ValueError):
             stream.close()
             raise UnsafeURL("cannot verify the connected address") from None
-        reason = _refusal(peer, self._allowed)
+        reason = _refusal(peer, self._allowed, port)
         if reason is not None:
             stream.close()
             raise UnsafeURL(f"connected to {peer}, which is not allowed ({reason})")
@@ -309,7 +387,10 @@ def guarded_client(
     if bypassing:
         raise TypeError(f"guarded_client does not accept {bypassing}: it would bypass the guard")
     transport = GuardedTransport(
-        allowed, verify=kw.pop("verify", True), http2=kw.pop("http2", False)
+        allowed,
+        verify=kw.pop("verify", True),
+        http2=kw.pop("http2", False),
+        limits=kw.pop("limits", None),
     )
     return httpx.Client(
         transport=transport,

@@ -1,7 +1,9 @@
 """`editqueue standalone`: the production stack on one machine, started as child processes.
 
 Same PostgreSQL, same Redis protocol, same Celery and API as production; only the servers
-are embedded (when their URLs are unset) and the vendors are the local sandbox.
+are embedded (when their URLs are unset) and the vendors are the local sandbox. Like
+production it refuses user URLs on loopback and private ranges unless
+EDITQUEUE_ALLOW_PRIVATE_URLS says otherwise, and it restarts whatever crashes.
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ import json
 import os
 import secrets
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -20,24 +22,33 @@ from editqueue import migrate, processes
 from editqueue.config import PROVIDERS, load_settings
 from editqueue.db import make_engine, make_session_factory, transaction
 from editqueue.embedded import EmbeddedPostgres, EmbeddedRedis
-from editqueue.supervisor import Supervisor, free_port, wait_for_http
+from editqueue.supervisor import RestartPolicy, Supervisor, free_port, wait_for_http
 from editqueue.tenants import authenticate, create_api_key, ensure_tenant
+
+if TYPE_CHECKING:
+    from editqueue.demo import Receiver
 
 # Vendors the sandbox emulates; each is routed to the sandbox in standalone mode.
 SANDBOX_VENDORS = ("ark", "kie", "cometapi", "acedata", "vtrix")
 DEMO_TENANT = "demo"
-LOOPBACK = "127.0.0.0/8,::1/128"
+INFO_FILE = "standalone.json"
+# The production stack on one machine heals like one under systemd: a crashed piece is
+# restarted after 0.5 s doubling to 10 s; five crashes of one piece within a minute mean
+# something is broken for good, and the whole stack stops with that message.
+RESTARTS = RestartPolicy(first_delay=0.5, max_delay=10.0, max_crashes=5, window=60.0)
 
 
 @dataclass
 class StackInfo:
-    """What `standalone.json` records for scripts."""
+    """What `standalone.json` records for scripts and the operator commands."""
 
     api_url: str
     api_key: str
     sandbox_url: str
     database_url: str
     redis_url: str
+    data_dir: str
+    storage_url: str
 
     def write(self, path: Path) -> None:
         """Write the file readable by the owner only (it holds a key)."""
@@ -57,26 +68,56 @@ def _say(message: str) -> None:
     click.echo(click.style("editqueue", fg="cyan", bold=True) + " " + message)
 
 
-def _servers(data_dir: Path) -> tuple[str, str, list[Callable[[], None]]]:
+Embedded = EmbeddedPostgres | EmbeddedRedis
+
+
+def _servers(data_dir: Path) -> tuple[str, str, dict[str, Embedded]]:
     """DATABASE_URL and REDIS_URL, starting embedded servers for whichever is unset."""
-    stops: list[Callable[[], None]] = []
+    servers: dict[str, Embedded] = {}
     database_url = os.environ.get("DATABASE_URL") or ""
     redis_url = os.environ.get("REDIS_URL") or ""
-    if not database_url:
-        postgres = EmbeddedPostgres(data_dir / "postgres")
-        _say("starting embedded PostgreSQL …")
-        database_url = postgres.start()
-        stops.append(postgres.stop)
-    if not redis_url:
-        redis_server = EmbeddedRedis(data_dir / "redis")
-        _say("starting embedded Redis …")
-        redis_url = redis_server.start()
-        stops.append(redis_server.stop)
-    return database_url, redis_url, stops
+    try:
+        if not database_url:
+            postgres = EmbeddedPostgres(data_dir / "postgres")
+            _say("starting embedded PostgreSQL …")
+            database_url = postgres.start()
+            servers["postgres"] = postgres
+        if not redis_url:
+            redis_server = EmbeddedRedis(data_dir / "redis")
+            _say("starting embedded Redis …")
+            redis_url = redis_server.start()
+            servers["redis"] = redis_server
+    except BaseException:
+        _stop_servers(servers)
+        raise
+    return database_url, redis_url, servers
+
+
+def _stop_servers(servers: dict[str, Embedded]) -> None:
+    for server in reversed(list(servers.values())):
+        server.stop()
+
+
+def _allowance(demo_receiver: Receiver | None) -> str:
+    """EDITQUEUE_ALLOW_PRIVATE_URLS for the children: the operator's, plus the demo's receiver.
+
+    Empty by default, as in production: user URLs on loopback or private ranges are
+    refused. The sandbox needs no entry (vendor links are allowed by their own list).
+    """
+    entries = [os.environ.get("EDITQUEUE_ALLOW_PRIVATE_URLS", "").strip()]
+    if demo_receiver is not None:
+        entries.append(demo_receiver.allowance)  # that one port, never the whole range
+    return ",".join(e for e in entries if e)
 
 
 def _child_env(
-    *, database_url: str, redis_url: str, api_url: str, sandbox_url: str, data_dir: Path
+    *,
+    database_url: str,
+    redis_url: str,
+    api_url: str,
+    sandbox_url: str,
+    data_dir: Path,
+    allowance: str,
 ) -> dict[str, str]:
     env = {
         "DATABASE_URL": database_url,
@@ -84,8 +125,7 @@ def _child_env(
         "EDITQUEUE_DATA_DIR": str(data_dir),
         "EDITQUEUE_PUBLIC_URL": api_url,
         "EDITQUEUE_SECRET_KEY": _secret_key(data_dir),
-        # Local receivers and the sandbox live on loopback; production keeps this empty.
-        "EDITQUEUE_ALLOW_PRIVATE_URLS": os.environ.get("EDITQUEUE_ALLOW_PRIVATE_URLS", LOOPBACK),
+        "EDITQUEUE_ALLOW_PRIVATE_URLS": allowance,
         "SANDBOX_PUBLIC_URL": sandbox_url,
         # People read this terminal; production keeps the JSON default.
         "EDITQUEUE_LOG_FORMAT": os.environ.get("EDITQUEUE_LOG_FORMAT", "text"),
@@ -117,11 +157,50 @@ def _demo_key(database_url: str, info_path: Path) -> str:
         engine.dispose()
 
 
-def run(data_dir: Path, port: int, *, demo: bool, exit_after_demo: bool, workers: int = 16) -> int:
+def _supervisor(
+    env: dict[str, str],
+    *,
+    data_dir: Path,
+    port: int,
+    sandbox_port: int,
+    workers: int,
+    verbose: bool,
+) -> Supervisor:
+    """The four children, logging to DATA_DIR/logs (and to the terminal when verbose)."""
+    level = "INFO" if verbose else "WARNING"
+    supervisor = Supervisor(
+        stop_timeout=15.0,
+        restart=RESTARTS,
+        log_dir=data_dir / "logs",
+        quiet=not verbose,
+        say=_say,
+    )
+    supervisor.add("sandbox", processes.sandbox_argv(sandbox_port), env)
+    supervisor.add("api", processes.api_argv(f"127.0.0.1:{port}", quiet=not verbose), env)
+    supervisor.add("worker", processes.worker_argv(workers, loglevel=level), env)
+    schedule = data_dir / "celerybeat-schedule"
+    supervisor.add("beat", processes.beat_argv(schedule=schedule, loglevel=level), env)
+    return supervisor
+
+
+def run(
+    data_dir: Path,
+    port: int,
+    *,
+    demo: bool,
+    exit_after_demo: bool,
+    workers: int = 16,
+    verbose: bool = False,
+) -> int:
     """Start everything, print how to reach it, and supervise until Ctrl-C."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    database_url, redis_url, stop_servers = _servers(data_dir)
+    receiver = None
+    if demo:
+        from editqueue.demo import Receiver
+
+        receiver = Receiver()  # listening now, so its one port can be allowed
+    database_url, redis_url, servers = _servers(data_dir)
     try:
         _say("migrating the database …")
         migrate.upgrade(database_url)
@@ -134,15 +213,22 @@ def run(data_dir: Path, port: int, *, demo: bool, exit_after_demo: bool, workers
             api_url=api_url,
             sandbox_url=sandbox_url,
             data_dir=data_dir,
+            allowance=_allowance(receiver),
         )
         os.environ.update(env)
-        load_settings()  # a bad environment fails here, before any child starts
-        supervisor = Supervisor(stop_timeout=15.0)
-        supervisor.add("sandbox", processes.sandbox_argv(sandbox_port), env)
-        supervisor.add("api", processes.api_argv(f"127.0.0.1:{port}", quiet=True), env)
-        supervisor.add("worker", processes.worker_argv(workers, loglevel="WARNING"), env)
-        schedule = data_dir / "celerybeat-schedule"
-        supervisor.add("beat", processes.beat_argv(schedule=schedule, loglevel="WARNING"), env)
+        settings = load_settings()  # a bad environment fails here, before any child starts
+        # Every child and the operator commands must agree on where results live.
+        env["EDITQUEUE_STORAGE_URL"] = settings.effective_storage_url
+        supervisor = _supervisor(
+            env,
+            data_dir=data_dir,
+            port=port,
+            sandbox_port=sandbox_port,
+            workers=workers,
+            verbose=verbose,
+        )
+        for name, server in servers.items():
+            supervisor.watch(name, exit_status=server.exit_status, restart=server.restart)
         supervisor.start()
         try:
             wait_for_http(f"{sandbox_url}/_control/stats", timeout=30)
@@ -150,28 +236,37 @@ def run(data_dir: Path, port: int, *, demo: bool, exit_after_demo: bool, workers
         except Exception:
             supervisor.stop()
             raise
-        info_path = data_dir / "standalone.json"
+        info_path = data_dir / INFO_FILE
         info = StackInfo(
-            api_url, _demo_key(database_url, info_path), sandbox_url, database_url, redis_url
+            api_url=api_url,
+            api_key=_demo_key(database_url, info_path),
+            sandbox_url=sandbox_url,
+            database_url=database_url,
+            redis_url=redis_url,
+            data_dir=str(data_dir),
+            storage_url=settings.effective_storage_url,
         )
         info.write(info_path)
         _print_banner(info, info_path)
         outcome: dict[str, int] = {}
-        if demo:
+        if receiver is not None:
 
             def run_demo() -> None:
                 from editqueue.demo import run_demo as demo_main
 
-                outcome["code"] = demo_main(info.api_url, info.api_key)
+                outcome["code"] = demo_main(info.api_url, info.api_key, receiver=receiver)
                 if exit_after_demo:
                     supervisor.request_stop()
 
             threading.Thread(target=run_demo, name="demo", daemon=True).start()
         code = supervisor.wait()
-        return outcome.get("code", code) if exit_after_demo else code
+        if code != 0:
+            _say(f"stopped after repeated crashes of {supervisor.failed}; see {data_dir / 'logs'}")
+        return outcome.get("code", code) if exit_after_demo and code == 0 else code
     finally:
-        for stop in reversed(stop_servers):
-            stop()
+        _stop_servers(servers)
+        if receiver is not None:
+            receiver.close()
         _say("stopped.")
 
 
@@ -182,5 +277,16 @@ def _print_banner(info: StackInfo, info_path: Path) -> None:
     click.echo(f"  sandbox    {info.sandbox_url}")
     click.echo(f"  database   {info.database_url}")
     click.echo(f"  redis      {info.redis_url}")
+    click.echo(f"  results    {info.storage_url}")
+    click.echo(f"  logs       {Path(info.data_dir) / 'logs'}")
     click.echo(f"  written to {info_path}")
     click.echo("  Ctrl-C stops everything; the next start reuses the data.")
+
+
+def read_info(data_dir: Path) -> dict[str, str] | None:
+    """The `standalone.json` under `data_dir`, or None when there is none (or it is unreadable)."""
+    try:
+        info = json.loads((data_dir / INFO_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None

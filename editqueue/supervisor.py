@@ -1,16 +1,19 @@
-"""Run the child processes of `editqueue standalone`: prefixed output, one shutdown for all.
+"""Run the child processes of `editqueue standalone`: logged output, restarts, one shutdown.
 
-Policy on a child that dies: the supervisor logs it and stops everything, and `wait()`
-returns non-zero. It does not restart children: in standalone mode a crash loop would hide
-the bug behind a scrolling log, and restarting the whole command is cheap because every
-piece of state lives in PostgreSQL and the Redis AOF. Production restarts belong to the
-service manager (systemd, Docker), which runs each process on its own.
+Policy on a child that dies: without a RestartPolicy the supervisor logs it, stops
+everything and `wait()` returns non-zero (what tests want: a crash is a failure). With one
+(standalone mode, the production stack on one machine) it restarts the child after a
+doubling delay and says so in one line, and gives up, stopping everything, only when a
+child crashes too often in a short time: a crash loop then ends with a clear message
+instead of scrolling by. Servers the supervisor did not spawn (the embedded PostgreSQL
+daemonizes) are watched through `watch()` under the same policy.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -19,8 +22,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import IO, TextIO
@@ -31,26 +34,84 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # How often wait() looks at its children. Polling (rather than waking from a signal
 # handler through a lock) keeps the handlers trivial and free of deadlock risks.
 _POLL_INTERVAL = 0.1
+# Lines a person must see even when children's output goes to log files only: the level
+# names gunicorn, Celery and Python's logging print, and tracebacks.
+_IMPORTANT = re.compile(
+    r"\[(WARNING|ERROR|CRITICAL)\]"  # gunicorn
+    r"|[:\]] ?(WARNING|ERROR|CRITICAL)/"  # Celery
+    r"|^(WARNING|ERROR|CRITICAL)[: ]"  # Python's logging defaults, redis/sandbox alike
+    r"|\"level\": ?\"(warning|error|critical)\""  # editqueue's JSON lines
+    r"|^Traceback \(most recent call last\)"
+)
+# Lines that continue a shown one (a traceback's frames and its final exception line).
+_CONTINUATION = re.compile(r"^(\s|Traceback|[\w.]+(Error|Exception|Exit|Interrupt)\b)")
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """Restart after `first_delay` s doubling to `max_delay`; give up after `max_crashes`."""
+
+    first_delay: float = 0.5
+    max_delay: float = 10.0
+    max_crashes: int = 5  # within `window` seconds
+    window: float = 60.0
+
+    def delay(self, crashes: int) -> float:
+        """The wait before the restart that follows the `crashes`-th recent crash."""
+        return min(self.first_delay * 2 ** max(crashes - 1, 0), self.max_delay)
 
 
 @dataclass
-class _Child:
+class _Unit:
+    """What the restart policy tracks for anything supervised."""
+
     name: str
-    argv: list[str]
-    env: dict[str, str]
-    cwd: Path | None
+    crashes: list[float] = field(default_factory=list)
+    restart_at: float | None = None
+
+
+@dataclass
+class _Child(_Unit):
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
     reader: threading.Thread | None = None
 
 
-class Supervisor(StartStop):
-    """Starts named children, prefixes their output, and stops them all together."""
+@dataclass
+class _Watched(_Unit):
+    """A server started elsewhere: `exit_status()` is None while it runs."""
 
-    def __init__(self, *, stop_timeout: float = 10.0, output: TextIO | None = None) -> None:
+    exit_status: Callable[[], str | None] = lambda: None
+    restart: Callable[[], object] = lambda: None
+
+
+class Supervisor(StartStop):
+    """Starts named children, logs their output, restarts them by policy, stops them all."""
+
+    def __init__(
+        self,
+        *,
+        stop_timeout: float = 10.0,
+        output: TextIO | None = None,
+        restart: RestartPolicy | None = None,
+        log_dir: Path | None = None,
+        quiet: bool = False,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
+        """`log_dir`: children's output also goes to NAME.log there; `quiet`: the terminal
+        then shows only warnings, errors and tracebacks; `say` prints the supervisor's own
+        notices (restarts, giving up) instead of the `[supervisor]` prefix."""
         self.stop_timeout = stop_timeout
         self.failed: str | None = None  # name of the child whose death ended wait()
+        self.restart = restart
+        self.log_dir = log_dir
+        self.quiet = quiet
+        self._say = say
         self._output = output
         self._children: list[_Child] = []
+        self._watched: list[_Watched] = []
         self._write_lock = threading.Lock()
         self._stop_requested = False
         self._stopped = False
@@ -65,14 +126,33 @@ class Supervisor(StartStop):
         cwd: str | Path | None = None,
     ) -> None:
         """Register a child; `env` entries are laid over the supervisor's environment."""
-        if any(c.name == name for c in self._children):
-            raise ValueError(f"a child named {name!r} is already registered")
+        self._check_new_name(name)
         # Python children buffer stdout when it is a pipe; unbuffered output keeps the
         # prefixed log in step with what the children do.
         merged = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self._children.append(
-            _Child(name, list(argv), merged, Path(cwd) if cwd is not None else None)
+            _Child(name, argv=list(argv), env=merged, cwd=Path(cwd) if cwd is not None else None)
         )
+
+    def watch(
+        self,
+        name: str,
+        *,
+        exit_status: Callable[[], str | None],
+        restart: Callable[[], object],
+    ) -> None:
+        """Watch a running server this supervisor did not spawn, restarting it by policy.
+
+        `exit_status()` says how it ended ("signal 9", "exited") or None while it runs;
+        `restart()` starts it again the same way (same data, same address). Stopping it
+        stays with its owner.
+        """
+        self._check_new_name(name)
+        self._watched.append(_Watched(name, exit_status=exit_status, restart=restart))
+
+    def _check_new_name(self, name: str) -> None:
+        if any(u.name == name for u in (*self._children, *self._watched)):
+            raise ValueError(f"a child named {name!r} is already registered")
 
     @property
     def pids(self) -> dict[str, int]:
@@ -83,6 +163,8 @@ class Supervisor(StartStop):
 
     def start(self) -> None:
         """Start every registered child; if one cannot be spawned, stop the others and raise."""
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
         for child in self._children:
             try:
                 pid = self._spawn(child)
@@ -96,20 +178,14 @@ class Supervisor(StartStop):
         self._stop_requested = True
 
     def wait(self) -> int:
-        """Block until SIGINT/SIGTERM, request_stop() or a child's exit; stop all; exit code."""
+        """Block until SIGINT/SIGTERM, request_stop() or a fatal crash; stop all; exit code."""
         previous = self._install_signal_handlers()
         try:
             while not self._stop_requested:
-                dead = self._first_exited_child()
-                if dead is not None:
-                    code = dead.proc.returncode if dead.proc else 1
-                    self.failed = dead.name
-                    if dead.reader is not None:
-                        dead.reader.join(timeout=1.0)  # its last words before our verdict
-                    self._log(f"{dead.name} exited unexpectedly (code {code}); stopping everything")
+                code = self._check_units(time.monotonic())
+                if code is not None:
                     self.stop()
-                    # A long-running service that exits 0 on its own is still a failure.
-                    return code if code and code > 0 else 1
+                    return code
                 time.sleep(_POLL_INTERVAL)
             self._log("stop requested; stopping everything")
             self.stop()
@@ -143,6 +219,81 @@ class Supervisor(StartStop):
                 # that escaped the group must not hang the shutdown.
                 child.reader.join(timeout=2.0)
 
+    # -- crashes and restarts --------------------------------------------------------
+
+    def _check_units(self, now: float) -> int | None:
+        """Restart what is due and handle new deaths; an exit code once it is time to stop."""
+        for unit in (*self._watched, *self._children):
+            if unit.restart_at is not None:
+                if now >= unit.restart_at and not self._restart(unit, now):
+                    self.failed = unit.name
+                    return 1
+                continue
+            status = self._exit_status(unit)
+            if status is None:
+                continue
+            if self.restart is None:
+                return self._fail(unit, status)
+            if not self._schedule_restart(unit, status, now):
+                self.failed = unit.name
+                return 1
+        return None
+
+    def _exit_status(self, unit: _Unit) -> str | None:
+        if isinstance(unit, _Watched):
+            return unit.exit_status()
+        assert isinstance(unit, _Child)
+        if unit.proc is None or unit.proc.poll() is None:
+            return None
+        code = unit.proc.returncode
+        return f"signal {-code}" if code < 0 else f"code {code}"
+
+    def _fail(self, unit: _Unit, status: str) -> int:
+        """No restart policy: the first death ends wait() with a non-zero code."""
+        self.failed = unit.name
+        code = 1
+        if isinstance(unit, _Child) and unit.proc is not None:
+            code = unit.proc.returncode
+            if unit.reader is not None:
+                unit.reader.join(timeout=1.0)  # its last words before our verdict
+        self._notice(f"{unit.name} exited unexpectedly ({status}); stopping everything")
+        # A long-running service that exits 0 on its own is still a failure.
+        return code if code > 0 else 1
+
+    def _schedule_restart(self, unit: _Unit, status: str, now: float) -> bool:
+        """Note a crash and schedule the restart; False when it is one crash too many."""
+        assert self.restart is not None
+        policy = self.restart
+        unit.crashes = [t for t in unit.crashes if now - t < policy.window] + [now]
+        if isinstance(unit, _Child) and unit.reader is not None:
+            unit.reader.join(timeout=1.0)  # its last words before our notice
+        if len(unit.crashes) >= policy.max_crashes:
+            self._notice(
+                f"{unit.name} exited ({status}), {len(unit.crashes)} times in "
+                f"{policy.window:g} s; giving up and stopping everything"
+            )
+            return False
+        delay = policy.delay(len(unit.crashes))
+        self._notice(f"{unit.name} exited ({status}); restarting in {delay:.1f} s")
+        unit.restart_at = now + delay
+        return True
+
+    def _restart(self, unit: _Unit, now: float) -> bool:
+        """Start `unit` again; False when that failed once too often (time to give up)."""
+        unit.restart_at = None
+        try:
+            if isinstance(unit, _Watched):
+                unit.restart()
+            else:
+                assert isinstance(unit, _Child)
+                # Helpers the dead leader forked (gunicorn workers) may still hold its
+                # port or its queue messages: they go before the new one starts.
+                _signal_group(unit, signal.SIGKILL)
+                self._log(f"restarted {unit.name} (pid {self._spawn(unit)})")
+        except Exception as exc:  # counts as one more crash, retried by the same policy
+            return self._schedule_restart(unit, f"restart failed: {exc}", now)
+        return True
+
     # -- internals -------------------------------------------------------------------
 
     def _spawn(self, child: _Child) -> int:
@@ -168,13 +319,48 @@ class Supervisor(StartStop):
         return child.proc.pid
 
     def _pump(self, name: str, stream: IO[bytes]) -> None:
-        for raw in iter(stream.readline, b""):
-            # Children may print anything; a bad byte must not kill the log stream.
-            self._write(name, raw.decode("utf-8", errors="replace").rstrip("\r\n"))
-        stream.close()
+        log = self._open_log(name)
+        showing = False  # inside a shown warning/error and its traceback
+        try:
+            for raw in iter(stream.readline, b""):
+                # Children may print anything; a bad byte must not kill the log stream.
+                text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                if log is not None:
+                    log.write(text + "\n")
+                showing = bool(_IMPORTANT.search(text)) or (
+                    showing and bool(_CONTINUATION.match(text))
+                )
+                if not self.quiet or showing:
+                    self._write(name, text)
+        finally:
+            stream.close()
+            if log is not None:
+                log.close()
+
+    def _open_log(self, name: str) -> TextIO | None:
+        if self.log_dir is None:
+            return None
+        # Line-buffered: a person tailing the file sees each line as it is written.
+        return (self.log_dir / f"{name}.log").open("a", buffering=1, errors="replace")
 
     def _log(self, message: str) -> None:
-        self._write("supervisor", message)
+        """A routine message: on the terminal unless quiet, and in supervisor.log."""
+        if self.log_dir is not None:
+            with contextlib.suppress(OSError), (self.log_dir / "supervisor.log").open("a") as f:
+                f.write(message + "\n")
+        if not self.quiet:
+            self._write("supervisor", message)
+
+    def _notice(self, message: str) -> None:
+        """A message a person must see (a crash, a restart, giving up)."""
+        if self.log_dir is not None:
+            with contextlib.suppress(OSError), (self.log_dir / "supervisor.log").open("a") as f:
+                f.write(message + "\n")
+        if self._say is not None:
+            with self._write_lock:
+                self._say(message)
+        else:
+            self._write("supervisor", message)
 
     def _write(self, name: str, text: str) -> None:
         width = max([len("supervisor"), *(len(c.name) for c in self._children)])
@@ -182,12 +368,6 @@ class Supervisor(StartStop):
         with self._write_lock:
             out.write(f"{f'[{name}]':<{width + 2}} {text}\n")
             out.flush()
-
-    def _first_exited_child(self) -> _Child | None:
-        for child in self._children:
-            if child.proc is not None and child.proc.poll() is not None:
-                return child
-        return None
 
     def _install_signal_handlers(self) -> dict[int, object]:
         # signal.signal only works in the main thread; elsewhere request_stop() is the way.

@@ -7,12 +7,12 @@ import threading
 import httpx
 
 from editqueue import tasknames
-from editqueue.config import PROVIDERS, get_settings
+from editqueue.config import PROVIDERS, Settings, get_settings
 from editqueue.db import make_engine, make_session_factory
 from editqueue.delayed import Delayed
 from editqueue.doorbell import Doorbell
 from editqueue.metrics import ProviderStats
-from editqueue.netguard import guarded_client
+from editqueue.netguard import Endpoint, endpoint_of, guarded_client
 from editqueue.pipeline import Context
 from editqueue.provider_limits import Limit, ProviderLimits
 from editqueue.providers.registry import get_provider
@@ -52,6 +52,14 @@ def reset() -> None:
         _context = None
 
 
+def vendor_endpoints(settings: Settings) -> tuple[Endpoint, ...]:
+    """The host:port of every configured vendor's base URL, and of the sandbox's public URL."""
+    urls = [settings.provider_base_url(p) for p in settings.configured_providers()]
+    if settings.sandbox_public_url:
+        urls.append(settings.sandbox_public_url)
+    return tuple(dict.fromkeys(endpoint_of(url) for url in urls))
+
+
 def _build() -> Context:
     settings = get_settings()
     assert settings.database_url, "DATABASE_URL is not set"
@@ -69,7 +77,12 @@ def _build() -> Context:
         ),
         publisher=_publisher,
         provider=lambda name: get_provider(name, settings),
-        downloads=httpx.Client(timeout=timeout, limits=limits, follow_redirects=True),
+        # Vendor result links pass the same guard as user URLs, but with the configured vendor
+        # endpoints allowed instead of the user allowance: a vendor (or whoever answers for
+        # it) must not be able to point us at the metadata service or our own network.
+        downloads=guarded_client(
+            vendor_endpoints(settings), timeout=timeout, limits=limits, follow_redirects=True
+        ),
         user_urls=guarded_client(settings.allow_private_urls, timeout=timeout),
         limits=ProviderLimits(
             settings.redis_url,

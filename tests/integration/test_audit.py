@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from editqueue.audit import Receipt, audit
+from editqueue.audit import Receipt, audit, check_storage_reachable
 from editqueue.ids import new_id
 from editqueue.models import Job, JobEvent
-from editqueue.storage import open_storage
+from editqueue.storage import StorageError, open_storage
 from tests.conftest import Receiver, TenantClient, data_url, png_bytes
 from tests.stack import Stack
 
@@ -80,3 +81,16 @@ def test_planted_faults_are_each_reported(
     assert ("webhook", missing) in kinds  # its webhook receipt was dropped
     assert ("webhook", lost) in kinds  # its receipt was tampered with: bad signature
     assert ("vendor_submissions", duplicated) in kinds
+
+
+def test_a_storage_dir_that_does_not_exist_is_refused_before_auditing(tmp_path: Path) -> None:
+    # Auditing the wrong directory would report every output missing; it is refused instead.
+    missing = open_storage(
+        f"file://{tmp_path / 'nowhere'}", public_url="http://x", signing_key=b"k"
+    )
+    with pytest.raises(StorageError, match="does not exist"):
+        check_storage_reachable(missing)
+    assert not (tmp_path / "nowhere").exists()  # and not created by the check
+    check_storage_reachable(
+        open_storage(f"file://{tmp_path}", public_url="http://x", signing_key=b"k")
+    )

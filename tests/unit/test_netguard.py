@@ -17,13 +17,16 @@ import httpx
 import pytest
 
 from editqueue.netguard import (
+    Endpoint,
     GuardedTransport,
     UnresolvableHost,
     UnsafeURL,
     check_url,
+    endpoint_of,
     guarded_client,
     is_public_address,
     open_following_redirects,
+    parse_allowance,
 )
 
 LOOPBACK = [ip_network("127.0.0.0/8")]
@@ -324,3 +327,68 @@ def test_the_first_url_is_checked_before_sending(loopback_client: httpx.Client) 
         open_following_redirects(loopback_client, "ftp://127.0.0.1/x", LOOPBACK),
     ):
         pass
+
+
+# -- host:port allowances ----------------------------------------------------------------
+
+
+def test_parse_allowance_reads_cidrs_addresses_and_endpoints() -> None:
+    parsed = parse_allowance(" 10.0.0.0/8, 127.0.0.1:9000,[::1]:8443 , Sandbox:9100, ::1 ,")
+    assert parsed == (
+        ip_network("10.0.0.0/8"),
+        Endpoint("127.0.0.1", 9000),
+        Endpoint("::1", 8443),
+        Endpoint("sandbox", 9100),
+        ip_network("::1/128"),
+    )
+    assert parse_allowance("") == ()
+
+
+@pytest.mark.parametrize("text", ["127.0.0.1:0", "127.0.0.1:70000", "host:", ":80", "a b:80", "x"])
+def test_parse_allowance_refuses_malformed_entries(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_allowance(text)
+
+
+def test_endpoint_of_uses_the_default_port() -> None:
+    assert endpoint_of("https://API.kie.ai/v1") == Endpoint("api.kie.ai", 443)
+    assert endpoint_of("http://127.0.0.1:9100/ark") == Endpoint("127.0.0.1", 9100)
+
+
+def test_an_endpoint_allows_only_its_own_port(server: str) -> None:
+    port = int(server.rsplit(":", 1)[1])
+    allowed = parse_allowance(f"127.0.0.1:{port}")
+    with guarded_client(allowed, timeout=TIMEOUT) as guarded:
+        assert guarded.get(f"{server}/ok").text == "hello"
+        # The same address spelled in decimal reaches the same endpoint.
+        assert guarded.get(f"http://2130706433:{port}/ok").text == "hello"
+    check_url(f"http://127.0.0.1:{port}/x", allowed)
+    for url in (f"http://127.0.0.1:{port + 1}/x", f"http://127.0.0.2:{port}/x"):
+        with pytest.raises(UnsafeURL, match="loopback"):
+            check_url(url, allowed)
+    # Without a port (is_public_address) an endpoint allows nothing.
+    assert not is_public_address("127.0.0.1", allowed)
+
+
+def test_an_endpoint_by_name_allows_whatever_the_name_resolves_to(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = int(server.rsplit(":", 1)[1])
+    _fake_dns(monkeypatch, {"sandbox.test": [["127.0.0.1"]], "other.test": [["127.0.0.1"]]})
+    allowed = parse_allowance(f"sandbox.test:{port}")
+    with guarded_client(allowed, timeout=TIMEOUT) as guarded:
+        assert guarded.get(f"http://sandbox.test:{port}/ok").text == "hello"
+        with pytest.raises(UnsafeURL, match=r"other\.test resolves to"):
+            guarded.get(f"http://other.test:{port}/ok")
+
+
+def test_a_redirect_away_from_an_allowed_endpoint_is_refused(server: str) -> None:
+    port = int(server.rsplit(":", 1)[1])
+    allowed = parse_allowance(f"127.0.0.1:{port}")
+    # The worker's download client follows redirects itself; each hop is still checked.
+    with guarded_client(allowed, timeout=TIMEOUT, follow_redirects=True) as guarded:
+        assert guarded.get(f"{server}/to?{server}/ok").text == "hello"
+        with pytest.raises(UnsafeURL, match="link-local"):
+            guarded.get(f"{server}/to?http://169.254.169.254/latest/")
+        with pytest.raises(UnsafeURL, match="loopback"):
+            guarded.get(f"{server}/to?http://127.0.0.1:{port + 1}/ok")

@@ -7,6 +7,7 @@ import io
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -15,7 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from editqueue.supervisor import Supervisor, free_port, wait_for_http, wait_for_port
+from editqueue.supervisor import (
+    RestartPolicy,
+    Supervisor,
+    free_port,
+    wait_for_http,
+    wait_for_port,
+)
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs /proc")
 
@@ -172,6 +179,130 @@ def test_duplicate_names_are_refused(supervisor: Supervisor) -> None:
     supervisor.add("api", py("pass"))
     with pytest.raises(ValueError):
         supervisor.add("api", py("pass"))
+
+
+# -- restarts ---------------------------------------------------------------------------
+
+FAST = RestartPolicy(first_delay=0.1, max_delay=0.4, max_crashes=4, window=60.0)
+
+
+def _run_wait(sup: Supervisor) -> tuple[threading.Thread, dict[str, int]]:
+    result: dict[str, int] = {}
+    thread = threading.Thread(target=lambda: result.setdefault("code", sup.wait()), daemon=True)
+    thread.start()
+    return thread, result
+
+
+def test_restart_delays_double_up_to_the_cap() -> None:
+    policy = RestartPolicy(first_delay=0.5, max_delay=10.0)
+    assert [policy.delay(n) for n in (1, 2, 3, 4, 5, 6, 7)] == [0.5, 1, 2, 4, 8, 10, 10]
+
+
+def test_a_killed_child_is_restarted_with_one_line(out: io.StringIO) -> None:
+    notices: list[str] = []
+    sup = Supervisor(stop_timeout=5.0, output=out, restart=FAST, say=notices.append)
+    sup.add("worker", py(SLEEPER))
+    sup.add("api", py(SLEEPER))
+    sup.start()
+    first, api_pid = sup.pids["worker"], sup.pids["api"]
+    thread, result = _run_wait(sup)
+    try:
+        os.kill(first, signal.SIGKILL)
+        eventually(lambda: sup.pids["worker"] != first and "up" in out.getvalue())
+        assert notices == ["worker exited (signal 9); restarting in 0.1 s"]
+        assert sup.pids["api"] == api_pid  # the others were left alone
+        second = sup.pids["worker"]
+        os.kill(second, signal.SIGKILL)
+        eventually(lambda: sup.pids["worker"] != second)
+        assert notices[1] == "worker exited (signal 9); restarting in 0.2 s"
+        assert not gone(sup.pids["worker"])
+    finally:
+        sup.request_stop()
+        thread.join(10)
+    assert result == {"code": 0}
+    assert gone(sup.pids["worker"]) and gone(api_pid)
+
+
+def test_too_many_crashes_in_the_window_stop_everything(out: io.StringIO) -> None:
+    notices: list[str] = []
+    sup = Supervisor(stop_timeout=5.0, output=out, restart=FAST, say=notices.append)
+    sup.add("api", py(SLEEPER))
+    sup.add("beat", py("raise SystemExit(2)"))
+    sup.start()
+    api_pid = sup.pids["api"]
+    assert sup.wait() == 1
+    assert sup.failed == "beat"
+    assert gone(api_pid)
+    assert notices[:3] == [
+        "beat exited (code 2); restarting in 0.1 s",
+        "beat exited (code 2); restarting in 0.2 s",
+        "beat exited (code 2); restarting in 0.4 s",
+    ]
+    assert notices[3] == "beat exited (code 2), 4 times in 60 s; giving up and stopping everything"
+    assert len(notices) == 4
+
+
+def test_a_watched_server_is_restarted_by_the_same_policy(out: io.StringIO) -> None:
+    # A real process this supervisor did not spawn, as the embedded PostgreSQL is.
+    procs = [subprocess.Popen(py(SLEEPER), stdout=subprocess.DEVNULL)]
+
+    def exit_status() -> str | None:
+        code = procs[-1].poll()
+        return None if code is None else f"signal {-code}"
+
+    def restart() -> None:
+        procs.append(subprocess.Popen(py(SLEEPER), stdout=subprocess.DEVNULL))
+
+    notices: list[str] = []
+    sup = Supervisor(stop_timeout=5.0, output=out, restart=FAST, say=notices.append)
+    sup.add("api", py(SLEEPER))
+    sup.watch("redis", exit_status=exit_status, restart=restart)
+    sup.start()
+    thread, result = _run_wait(sup)
+    try:
+        procs[0].kill()
+        eventually(lambda: len(procs) == 2)
+        assert notices == ["redis exited (signal 9); restarting in 0.1 s"]
+        assert procs[1].poll() is None
+    finally:
+        sup.request_stop()
+        thread.join(10)
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+    assert result == {"code": 0}
+
+
+def test_quiet_mode_logs_everything_to_files_and_shows_only_problems(
+    out: io.StringIO, tmp_path: Path
+) -> None:
+    chatty = (
+        "import sys; print('GET /healthz 200'); print('[x: WARNING/MainProcess] disk low');"
+        "print('Traceback (most recent call last):'); print('  File \"x.py\", line 1');"
+        "print('ValueError: boom'); print('after the traceback', flush=True);"
+        "import time; time.sleep(60)"
+    )
+    sup = Supervisor(stop_timeout=5.0, output=out, log_dir=tmp_path / "logs", quiet=True)
+    sup.add("api", py(chatty))
+    sup.start()
+    log = tmp_path / "logs" / "api.log"
+    try:
+        eventually(lambda: log.exists() and "after the traceback" in log.read_text())
+    finally:
+        sup.stop()
+    assert log.read_text().splitlines() == [
+        "GET /healthz 200",
+        "[x: WARNING/MainProcess] disk low",
+        "Traceback (most recent call last):",
+        '  File "x.py", line 1',
+        "ValueError: boom",
+        "after the traceback",
+    ]
+    shown = out.getvalue()
+    assert "disk low" in shown and '  File "x.py"' in shown and "ValueError: boom" in shown
+    assert "GET /healthz" not in shown and "after the traceback" not in shown
+    assert "started api" not in shown  # routine notes go to supervisor.log only
+    assert "started api" in (tmp_path / "logs" / "supervisor.log").read_text()
 
 
 # -- readiness helpers ------------------------------------------------------------------
