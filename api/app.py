@@ -9,12 +9,14 @@ from flask import Flask
 from api import (
     auth,
     batches,
+    bodies,
     broker,
     callbacks,
     catalog,
     deliveries,
     errors,
     files,
+    hostile,
     jobs,
     metrics,
     ops,
@@ -56,7 +58,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         broker_ping=broker.make_ping(settings.redis_url),
         ring_dispatcher=Doorbell(lambda: publisher(tasknames.DISPATCH, [])),
     )
+    # The 414 comes before auth (it is about the request, not its sender); unstorable
+    # values after it, as any other 4xx about a request's content.
+    app.before_request(hostile.check_url_length)
     app.before_request(auth.require_key)
+    app.before_request(bodies.check_unsized_body)
+    app.before_request(hostile.check_values)
     app.teardown_appcontext(state.close_db)
     errors.register(app)
     for blueprint in (

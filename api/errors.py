@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask, Response, json
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from editqueue.errors import EditqueueError
@@ -26,6 +26,7 @@ _HTTP_CODES = {
     406: "not_acceptable",
     409: "conflict",
     413: "payload_too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
     422: "invalid_request",
     429: "rate_limited",
@@ -101,6 +102,17 @@ def validation_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, 
     return out
 
 
+def _connection_lost(exc: DBAPIError) -> bool:
+    """Whether a database error means the database is out of reach (the only 503)."""
+    return isinstance(exc, (OperationalError, InterfaceError)) or exc.connection_invalidated
+
+
+def _db_message(exc: Exception) -> str:
+    """The driver's message, without the SQL statement and its parameters."""
+    original = getattr(exc, "orig", None) or exc
+    return f"{type(original).__name__}: {str(original).splitlines()[0][:200]}"
+
+
 def register(app: Flask) -> None:
     """Install the error handlers."""
 
@@ -131,9 +143,25 @@ def register(app: Flask) -> None:
             response.headers["Allow"] = ", ".join(valid_methods)
         return response
 
-    @app.errorhandler(OperationalError)
+    @app.errorhandler(DataError)
+    @app.errorhandler(UnicodeEncodeError)
+    def _unstorable(exc: Exception) -> Response:
+        # The last line of defence behind api.hostile: a value the database or its driver
+        # cannot hold is the client's, not an outage. The request's transaction is rolled
+        # back at teardown (api.state.close_db), so nothing of it is written.
+        log.warning("unstorable value in a request: %s", _db_message(exc))
+        return problem(
+            422,
+            "invalid_request",
+            "Invalid request",
+            "a value in the request cannot be stored (NUL, invalid Unicode or out of range)",
+        )
+
     @app.errorhandler(DBAPIError)
-    def _database(exc: Exception) -> Response:
+    def _database(exc: DBAPIError) -> Response:
+        if not _connection_lost(exc):
+            log.error("database error", exc_info=exc)
+            return problem(500, "internal_error", "Internal error", "an unexpected error occurred")
         log.warning("database unavailable: %s", type(exc).__name__)
         return problem(
             503,

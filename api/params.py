@@ -24,13 +24,26 @@ def page_limit() -> int:
 
 
 def parse_time(value: str, field: str) -> dt.datetime:
-    """An RFC 3339 timestamp (UTC assumed when it has no offset), or a 422 naming `field`."""
+    """An RFC 3339 timestamp in UTC (UTC assumed when it has no offset), or a 422 naming `field`.
+
+    Converted to UTC here, so a time that exists only in its own offset (year 1 at +14:00,
+    year 9999 at -14:00) is refused before anything is written, not found after commit.
+    """
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise ApiProblem(
-            422,
-            f"{field} must be an RFC 3339 timestamp",
-            errors=[{"field": field, "message": "not an RFC 3339 timestamp"}],
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+        raise _bad_time(field, "not an RFC 3339 timestamp") from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=dt.UTC)
+    try:
+        return parsed.astimezone(dt.UTC)
+    except OverflowError:
+        raise _bad_time(field, "out of range (years 1–9999 in UTC)") from None
+
+
+def _bad_time(field: str, message: str) -> ApiProblem:
+    return ApiProblem(
+        422,
+        f"{field} must be an RFC 3339 timestamp from year 1 to 9999 (UTC)",
+        errors=[{"field": field, "message": message}],
+    )

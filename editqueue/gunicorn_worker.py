@@ -22,9 +22,13 @@ import socket
 from gevent import monkey
 from gunicorn.workers.ggevent import GeventPyWSGIWorker
 
+from editqueue.gunicorn_handler import ProblemHandler
+
 
 class GeventWorker(GeventPyWSGIWorker):
     """gunicorn's gevent pywsgi worker with a non-aggressive monkey patch."""
+
+    wsgi_handler = ProblemHandler  # a problem+json 414 for request lines gevent refuses
 
     def patch(self) -> None:
         """Patch the standard library, then rewrap the listening sockets as gevent sockets."""

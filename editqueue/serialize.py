@@ -13,8 +13,8 @@ def timestamp(value: dt.datetime | None) -> str | None:
     """RFC 3339 UTC with a `Z`, millisecond precision."""
     if value is None:
         return None
-    value = value.astimezone(dt.UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    # isoformat, not strftime: glibc's %Y writes year 1 as "1", not "0001".
+    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def _input(item: dict[str, Any], storage: Storage, ttl: int) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from editqueue import outbox, tasknames
 from editqueue.config import Settings
-from editqueue.errors import Conflict
+from editqueue.errors import Conflict, InvalidRequest
 from editqueue.ids import new_id
 from editqueue.models import Delivery, Job, JobEvent, WebhookEndpoint
 from editqueue.storage import Storage
@@ -117,15 +117,29 @@ def request_recovery(
         raise EndpointDisabled(
             f"webhook endpoint {endpoint.id} is disabled; enable it (PATCH disabled=false) first"
         )
+    # In UTC before anything is written: the worker and the answer both read them so.
+    since_utc = _in_utc(since, "since")
+    until_utc = _in_utc(until, "until") if until else None
     message = outbox.add(
         session,
         RECOVER_ENDPOINT,
         endpoint.id,
-        since.isoformat(),
-        until.isoformat() if until else None,
+        since_utc.isoformat(),
+        until_utc.isoformat() if until_utc else None,
     )
     session.flush()
     return [message.id]
+
+
+def _in_utc(value: dt.datetime, field: str) -> dt.datetime:
+    """`value` (naive means UTC) in UTC; InvalidRequest when UTC cannot hold it."""
+    try:
+        return value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    except OverflowError:
+        raise InvalidRequest(
+            f"{field} is out of range once in UTC",
+            errors=[{"field": field, "message": "out of range (years 1–9999 in UTC)"}],
+        ) from None
 
 
 def _failed_in_window(
