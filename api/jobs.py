@@ -15,14 +15,15 @@ from pydantic import ValidationError
 
 from api import schemas_http, streaming
 from api.auth import current_tenant_id
-from api.bodies import idempotency_key, json_object
+from api.bodies import idempotency_key, json_field, json_object
 from api.errors import ApiProblem, validation_errors
+from api.offload import run_blocking, run_sized
 from api.openapi import header_param, operation
 from api.params import page_limit, parse_time
 from api.state import db, db_autocommit, services
-from editqueue import jobs, outbox
+from editqueue import idempotency, jobs, outbox
 from editqueue.catalog import resolve_model
-from editqueue.intake import Upload, build_job
+from editqueue.intake import InlineImages, Upload, build_job
 from editqueue.lifecycle import cancel_job
 from editqueue.models import JOB_STATUSES, TERMINAL_STATUSES
 from editqueue.schemas import (
@@ -69,7 +70,7 @@ _JSON_FIELDS = {
 }
 
 
-def _multipart_body() -> tuple[dict[str, Any], list[Upload], bytes]:
+def _multipart_body() -> tuple[dict[str, Any], list[Upload]]:
     body: dict[str, Any] = {}
     for name in request.form:
         values = request.form.getlist(name)
@@ -79,13 +80,12 @@ def _multipart_body() -> tuple[dict[str, Any], list[Upload], bytes]:
         value = values[-1]
         if name in _JSON_FIELDS:
             try:
-                body[name] = json.loads(value)
+                body[name] = json_field(value, name)
             except ValueError:
                 body[name] = value  # let validation report the type
         else:
             body[name] = value
     uploads = []
-    digest = hashlib.sha256()
     for name in request.files:
         for index, storage in enumerate(request.files.getlist(name)):
             if name != "image":
@@ -94,11 +94,22 @@ def _multipart_body() -> tuple[dict[str, Any], list[Upload], bytes]:
                     f"unexpected file part {name!r}; send images as 'image' parts",
                     errors=[{"field": name, "message": "unknown file part"}],
                 )
-            data = storage.read()
-            digest.update(hashlib.sha256(data).digest())
-            uploads.append(Upload(field=f"image[{index}]", data=data))
-    canonical = json.dumps(body, sort_keys=True).encode() + digest.digest()
-    return body, uploads, canonical
+            uploads.append(Upload(field=f"image[{index}]", data=storage.read()))
+    return body, uploads
+
+
+def _older_hash(body: dict[str, Any], uploads: list[Upload], raw: bytes | None) -> str:
+    """The fingerprint this request had before canonical hashing (rows stored then replay).
+
+    JSON: sha256 of the bytes as sent (``raw``); multipart: of the sorted body and the
+    uploads' digests.
+    """
+    if raw is not None:
+        return idempotency.raw_hash(raw)
+    digest = hashlib.sha256()
+    for upload in uploads:
+        digest.update(hashlib.sha256(upload.data).digest())
+    return idempotency.raw_hash(json.dumps(body, sort_keys=True).encode() + digest.digest())
 
 
 @bp.post("")
@@ -116,23 +127,26 @@ def create() -> tuple[Response, int, dict[str, str]]:
     svc = services()
     wait = streaming.parse_prefer_wait(request.headers.get("Prefer"))
     mimetype = request.mimetype
+    raw: bytes | None = None
     if mimetype == "application/json":
         body, raw = json_object()
         uploads: list[Upload] = []
     elif mimetype == "multipart/form-data":
-        body, uploads, raw = _multipart_body()
+        body, uploads = _multipart_body()
     else:
         raise ApiProblem(
             415, "send application/json or multipart/form-data", code="unsupported_media_type"
         )
     key = idempotency_key()
-    request_hash = hashlib.sha256(raw).hexdigest()
+    # Serializing and hashing megabytes of data URLs takes a while: off the event loop.
+    size = request.content_length or 0
+    request_hash = run_sized(size, idempotency.request_hash, body, *(u.data for u in uploads))
     # insert_job writes the job and its first event in one statement.
     session = db_autocommit()
     if key:
         existing = jobs.find_by_idempotency_key(session, tenant_id, key)
         if existing is not None:
-            jobs.check_replay(existing, request_hash)
+            jobs.check_replay(existing, request_hash, _older_hash(body, uploads, raw))
             return _replayed(existing)
     try:
         spec = JobCreate.model_validate(body)
@@ -141,7 +155,12 @@ def create() -> tuple[Response, int, dict[str, str]]:
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         raise ApiProblem(422, detail, errors=errors) from None
     new = build_job(
-        spec, tenant_id=tenant_id, uploads=uploads, settings=svc.settings, storage=svc.storage
+        spec,
+        tenant_id=tenant_id,
+        uploads=uploads,
+        settings=svc.settings,
+        storage=svc.storage,
+        inline=InlineImages(run_blocking),
     )
     created = jobs.insert_job(
         session, tenant_id, new, idempotency_key=key, request_hash=request_hash

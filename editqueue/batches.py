@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from editqueue.config import Settings
 from editqueue.errors import IdempotencyKeyReused, InvalidRequest, NotFound
 from editqueue.ids import new_id
-from editqueue.intake import build_job
+from editqueue.intake import InlineImages, build_job, reserve_inline
 from editqueue.jobs import NewJob, created_event_row, job_row, utcnow
 from editqueue.lifecycle import complete_job
 from editqueue.models import JOB_STATUSES, TERMINAL_STATUSES, Batch, Job, JobEvent
@@ -73,32 +73,45 @@ def too_many_errors(errors: list[dict[str, Any]], total_items: int) -> InvalidRe
 
 
 def build_jobs(
-    specs: Sequence[JobCreate], *, tenant_id: str, settings: Settings, storage: Storage
+    specs: Sequence[JobCreate],
+    *,
+    tenant_id: str,
+    settings: Settings,
+    storage: Storage,
+    inline: InlineImages | None = None,
 ) -> list[NewJob]:
     """Validate every item against the catalog (storing client bytes); 422 if any is bad.
 
-    Ids come from one monotonic ULID generator, so ordering a batch's jobs by id gives back
-    the order of `jobs` in the request.
+    The whole batch shares one inline-image budget (``inline``), counted before any image
+    is decoded: 413 past it. Ids come from one monotonic ULID generator, so ordering a
+    batch's jobs by id gives back the order of `jobs` in the request.
     """
+    inline = inline or InlineImages()
+    for index, spec in enumerate(specs):
+        reserve_inline(spec, inline, field_prefix=f"jobs[{index}].")
     built: list[NewJob] = []
     errors: list[dict[str, Any]] = []
-    for index, spec in enumerate(specs):
-        prefix = f"jobs[{index}]."
-        try:
-            built.append(
-                build_job(
-                    spec,
-                    tenant_id=tenant_id,
-                    settings=settings,
-                    storage=storage,
-                    field_prefix=prefix,
+    try:
+        for index, spec in enumerate(specs):
+            prefix = f"jobs[{index}]."
+            try:
+                built.append(
+                    build_job(
+                        spec,
+                        tenant_id=tenant_id,
+                        settings=settings,
+                        storage=storage,
+                        field_prefix=prefix,
+                        inline=inline,
+                    )
                 )
-            )
-        except InvalidRequest as exc:
-            errors.extend(exc.errors or [{"field": prefix.rstrip("."), "message": exc.detail}])
-    if errors:
+            except InvalidRequest as exc:
+                errors.extend(exc.errors or [{"field": prefix.rstrip("."), "message": exc.detail}])
+        if errors:
+            raise too_many_errors(errors, len(specs))
+    except Exception:
         _discard_inputs(built, storage)
-        raise too_many_errors(errors, len(specs))
+        raise
     return built
 
 
@@ -123,9 +136,12 @@ def find_by_idempotency_key(session: Session, tenant_id: str, key: str) -> Batch
     )
 
 
-def check_replay(existing: Batch, request_hash: str) -> Batch:
-    """The original batch for a replayed request; a different body with the same key is refused."""
-    if existing.request_hash != request_hash:
+def check_replay(existing: Batch, request_hash: str, *older_hashes: str) -> Batch:
+    """The original batch for a replayed request; a different body with the same key is refused.
+
+    ``older_hashes``: the same request's fingerprint in formats stored by earlier versions.
+    """
+    if existing.request_hash not in (request_hash, *older_hashes):
         raise IdempotencyKeyReused(
             "this Idempotency-Key was already used with a different request body"
         )

@@ -156,6 +156,18 @@ def _check_decodes(data: bytes, fmt: str) -> None:
         raise InvalidImage("image data is truncated or corrupt") from None
 
 
+def header_pixels(data: bytes) -> int | None:
+    """Width x height from the header of a JPEG, PNG or WebP; None if unreadable.
+
+    Cheap (no pixel is decoded): for budgeting the full checks before running them.
+    """
+    try:
+        with Image.open(io.BytesIO(data), formats=sorted(_FORMATS)) as im:
+            return im.width * im.height
+    except Exception:  # hostile bytes: the full check reports what is wrong with them
+        return None
+
+
 def inspect_image(data: bytes, constraints: ImageConstraints) -> ImageInfo:
     """Check image bytes against ``constraints``; InvalidImage says what is wrong."""
     if not data:

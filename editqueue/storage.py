@@ -108,6 +108,9 @@ def _check_ttl(ttl: int) -> int:
 class LocalStorage:
     """Objects as files under ``root``; links are HMAC-signed URLs served by the API."""
 
+    # put() waits on the disk (fsync) without yielding: event-loop callers offload big ones.
+    blocking_put = True
+
     def __init__(self, root: Path, public_url: str, signing_key: bytes) -> None:
         if not Path(root).is_absolute():
             raise StorageError("local storage root must be an absolute path")

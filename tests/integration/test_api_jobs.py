@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 
 import httpx
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
+from editqueue.db import transaction
+from editqueue.models import Job
 from tests.conftest import TenantClient, data_url, png_bytes
 
 
@@ -153,6 +157,54 @@ def test_idempotency_key_replays_and_refuses_a_different_body(tenant: TenantClie
     assert again.json()["id"] == first.json()["id"]
     other = tenant.client.post("/v1/jobs", json={**body, "prompt": "different"}, headers=headers)
     assert other.status_code == 422
+    assert other.json()["code"] == "idempotency_key_reused"
+
+
+def _reordered(value):
+    """The same JSON value with every object's keys in reverse order."""
+    if isinstance(value, dict):
+        return {k: _reordered(value[k]) for k in reversed(list(value))}
+    return value
+
+
+def _post_text(tenant: TenantClient, path: str, text: str, key: str) -> httpx.Response:
+    headers = {"Idempotency-Key": key, "Content-Type": "application/json"}
+    return tenant.client.post(path, content=text.encode(), headers=headers)
+
+
+def test_idempotency_compares_the_parsed_body_not_its_bytes(tenant: TenantClient) -> None:
+    body = seededit_body(prompt="café au lait", metadata={"a": "1", "b": "2"}, seed=7)
+    first = _post_text(tenant, "/v1/jobs", json.dumps(body), "canon-1")
+    assert first.status_code == 202, first.text
+    # Other key order (nested too), other whitespace, non-ASCII unescaped: the same body.
+    text = json.dumps(_reordered(body), indent=3, ensure_ascii=False)
+    assert text != json.dumps(body)
+    again = _post_text(tenant, "/v1/jobs", text, "canon-1")
+    assert again.status_code == 200, again.text
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    # A value that differs is another request, however it is written.
+    changed = {**body, "metadata": {"b": "2", "a": "one"}}
+    other = _post_text(tenant, "/v1/jobs", json.dumps(changed), "canon-1")
+    assert other.status_code == 422, other.text
+    assert other.json()["code"] == "idempotency_key_reused"
+    assert tenant.client.get("/v1/jobs").json()["data"][0]["id"] == first.json()["id"]
+
+
+def test_a_job_stored_with_the_old_byte_hash_still_replays(
+    tenant: TenantClient, sessions: sessionmaker[Session]
+) -> None:
+    text = json.dumps(seededit_body(prompt="before the upgrade"))
+    first = _post_text(tenant, "/v1/jobs", text, "legacy-1")
+    assert first.status_code == 202, first.text
+    # Jobs created before canonical hashing hold sha256 of the bytes as sent.
+    with transaction(sessions) as session:
+        job = session.get(Job, first.json()["id"])
+        job.request_hash = hashlib.sha256(text.encode()).hexdigest()
+    again = _post_text(tenant, "/v1/jobs", text, "legacy-1")
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == first.json()["id"]
+    other = _post_text(tenant, "/v1/jobs", text.replace("before", "after"), "legacy-1")
     assert other.json()["code"] == "idempotency_key_reused"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import httpx
@@ -169,6 +170,31 @@ def test_idempotent_replay_and_reuse(tenant: TenantClient) -> None:
     assert replay.json()["job_ids"] == first.json()["job_ids"]
     reused = post_batch(tenant, batch_body(3), **{"Idempotency-Key": "bk-1"})
     assert reused.status_code == 422
+    assert reused.json()["code"] == "idempotency_key_reused"
+    tenant.client.post(f"/v1/batches/{first.json()['id']}/cancel")
+
+
+def test_idempotent_replay_ignores_key_order_and_whitespace(tenant: TenantClient) -> None:
+    body = batch_body(3, metadata={"x": "1", "y": "2"})
+    body["jobs"][1] = {"prompt": "edit 1", "seed": 5, "metadata": {"k": "v", "j": "w"}}
+    headers = {"Idempotency-Key": "bk-canon", "Content-Type": "application/json"}
+    first = tenant.client.post("/v1/batches", content=json.dumps(body), headers=headers)
+    assert first.status_code == 202, first.text
+    reordered = {
+        "metadata": {"y": "2", "x": "1"},
+        "jobs": [dict(reversed(list(job.items()))) for job in body["jobs"]],
+        "defaults": dict(reversed(list(body["defaults"].items()))),
+    }
+    text = json.dumps(reordered, indent="\t", separators=(" ,", " : "))
+    replay = tenant.client.post("/v1/batches", content=text, headers=headers)
+    assert replay.status_code == 200, replay.text
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.json()["id"] == first.json()["id"]
+    assert replay.json()["job_ids"] == first.json()["job_ids"]
+    # The job order is part of the request: swapping two jobs is another batch.
+    body["jobs"][0], body["jobs"][2] = body["jobs"][2], body["jobs"][0]
+    reused = tenant.client.post("/v1/batches", content=json.dumps(body), headers=headers)
+    assert reused.status_code == 422, reused.text
     assert reused.json()["code"] == "idempotency_key_reused"
     tenant.client.post(f"/v1/batches/{first.json()['id']}/cancel")
 

@@ -8,6 +8,8 @@ import io
 import os
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -19,14 +21,18 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from api.offload import run_blocking
 from editqueue.images import (
     ImageConstraints,
     ImageFetchError,
     InvalidImage,
     fetch_image,
+    header_pixels,
     inspect_image,
     parse_data_url,
 )
+from editqueue.intake import InlineImages, InlineImagesTooLarge
+from editqueue.storage import LocalStorage
 
 JPEG_PNG = ImageConstraints(formats=frozenset({"JPEG", "PNG"}))
 WITH_WEBP = ImageConstraints(formats=frozenset({"JPEG", "PNG", "WEBP"}))
@@ -192,6 +198,159 @@ def test_data_url_round_trip() -> None:
 def test_bad_data_urls(value: str, message: str) -> None:
     with pytest.raises(InvalidImage, match=message):
         parse_data_url(value)
+
+
+# -- header_pixels -----------------------------------------------------------------------
+
+
+def test_header_pixels_reads_only_the_header() -> None:
+    assert header_pixels(encode(300, 200)) == 60_000
+    assert header_pixels(encode(300, 200, "JPEG")) == 60_000
+    assert header_pixels(encode(300, 200, "WEBP")) == 60_000
+    # No pixel data behind this header at all: the answer comes from the header alone.
+    assert header_pixels(png_declaring(8000, 8000)) == 64_000_000
+    assert header_pixels(png_declaring(50_000, 50_000)) is None  # Pillow refuses the bomb
+    assert header_pixels(encode(30, 30, "GIF")) is None
+    assert header_pixels(b"not an image") is None
+
+
+# -- a request's inline images (editqueue.intake.InlineImages) ----------------------------
+
+
+class Recorder:
+    """A ``run_blocking`` that runs the work in place and remembers what it ran."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __call__(self, fn: Any, *args: Any) -> Any:
+        self.calls.append(fn.__name__)
+        return fn(*args)
+
+
+def test_the_inline_budget_refuses_before_anything_is_decoded() -> None:
+    runner = Recorder()
+    inline = InlineImages(runner, max_pixels=5_000_000)
+    first, second = encode(2000, 1500), encode(2000, 1501)  # 3 Mpx each
+    inline.reserve("jobs[0].image", first, JPEG_PNG)
+    inline.reserve("jobs[1].image", first, JPEG_PNG)  # the same image again counts once
+    assert inline.reserved_pixels == 3_000_000
+    with pytest.raises(InlineImagesTooLarge) as raised:
+        inline.reserve("jobs[2].image", second, JPEG_PNG)
+    problem = raised.value
+    assert (problem.status, problem.code) == (413, "payload_too_large")
+    assert problem.errors[0]["field"] == "jobs[2].image"
+    assert "may total 5 megapixels" in problem.detail and "6 megapixels" in problem.detail
+    assert runner.calls == []
+
+
+def test_images_refused_from_their_header_do_not_use_the_budget() -> None:
+    inline = InlineImages(max_pixels=1_000_000)
+    inline.reserve("image", png_declaring(8000, 8000), JPEG_PNG)  # over the model's 36 Mpx
+    inline.reserve("image", b"not an image", JPEG_PNG)
+    assert inline.reserved_pixels == 0
+    with pytest.raises(InvalidImage, match="64 megapixels"):
+        inline.inspect("image", png_declaring(8000, 8000), JPEG_PNG)
+
+
+def test_each_distinct_image_is_decoded_once_and_large_ones_through_run_blocking() -> None:
+    runner = Recorder()
+    inline = InlineImages(runner)
+    large, small = encode(2000, 1500), encode(64, 64)
+    for _ in range(3):
+        assert inline.inspect("image", large, JPEG_PNG).width == 2000
+        assert inline.inspect("image", small, JPEG_PNG).width == 64
+    assert runner.calls == ["inspect_image"]  # the small one decodes in place
+
+
+def test_a_broken_large_image_is_refused_every_time_but_decoded_once() -> None:
+    runner = Recorder()
+    inline = InlineImages(runner)
+    large = encode(2000, 1500)
+    broken = large[: len(large) // 2]  # the header is intact, the pixel data cut short
+    for _ in range(2):
+        with pytest.raises(InvalidImage, match="truncated or corrupt"):
+            inline.inspect("image", broken, JPEG_PNG)
+    assert runner.calls == ["inspect_image"]
+
+
+def test_data_urls_are_decoded_once_and_large_ones_through_run_blocking() -> None:
+    runner = Recorder()
+    inline = InlineImages(runner)
+    small = encode(64, 64)
+    assert inline.load("data:image/png;base64," + base64.b64encode(small).decode()) == small
+    large = "data:image/png;base64," + "AAAA" * 400_000  # 1.2 MB of zero bytes
+    assert inline.load(large) == inline.load(large) == bytes(1_200_000)
+    for _ in range(2):
+        with pytest.raises(InvalidImage, match="not valid base64"):
+            inline.load("data:image/png;base64,@@@@")
+    assert runner.calls == ["parse_data_url"]
+
+
+def test_large_writes_to_local_storage_go_through_run_blocking(tmp_path) -> None:
+    storage = LocalStorage(tmp_path, "http://127.0.0.1", b"k" * 32)
+    runner = Recorder()
+    inline = InlineImages(runner)
+    inline.store(storage, "t/j/in/0.png", b"x" * 100, "image/png")
+    stored = inline.store(storage, "t/j/in/1.png", b"y" * (2 * 1024 * 1024), "image/png")
+    assert runner.calls == ["put"]
+    assert stored.size == 2 * 1024 * 1024 and storage.get("t/j/in/1.png")[:1] == b"y"
+
+
+def test_run_blocking_runs_in_place_without_gevent() -> None:
+    assert run_blocking(threading.get_ident) == threading.get_ident()
+
+
+_GEVENT_PROBE = """
+from gevent import monkey
+
+monkey.patch_all(aggressive=False)
+
+import io, threading, time
+import gevent
+from PIL import Image
+from api.offload import run_blocking
+from editqueue.images import ImageConstraints, inspect_image
+
+buffer = io.BytesIO()
+Image.new("RGB", (6000, 6000), (30, 90, 160)).save(buffer, "PNG", compress_level=1)
+data, png = buffer.getvalue(), ImageConstraints(formats=frozenset({"PNG"}))
+ticks = []
+
+def tick():
+    while True:
+        gevent.sleep(0.01)
+        ticks.append(time.monotonic())
+
+def decode_twice():
+    for _ in range(2):
+        inspect_image(data, png)
+    return threading.get_ident()
+
+ticker = gevent.spawn(tick)
+gevent.sleep(0.05)
+started = time.monotonic()
+thread = run_blocking(decode_twice)
+ended = time.monotonic()
+ticker.kill()
+during = [t for t in ticks if started < t < ended]
+gaps = [b - a for a, b in zip([started, *during], [*during, ended])]
+print(len(during), max(gaps), thread != threading.get_ident())
+"""
+
+
+def test_under_gevent_decoding_leaves_the_event_loop_running() -> None:
+    # A subprocess: monkey-patching this test process would change every other test.
+    result = subprocess.run(
+        [sys.executable, "-c", _GEVENT_PROBE], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    ticks, worst_gap, on_a_thread = result.stdout.split()
+    # Two 36-Mpx decodes take a good fraction of a second; had they run on the event
+    # loop's thread, no tick could have happened meanwhile.
+    assert on_a_thread == "True"
+    assert int(ticks) >= 5, result.stdout
+    assert float(worst_gap) < 1.0, result.stdout
 
 
 # -- fetch_image -------------------------------------------------------------------------
