@@ -9,11 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import TextClause, bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from editqueue.errors import IdempotencyKeyReused, NotFound
@@ -63,8 +65,13 @@ def record_event(
     detail: dict[str, Any] | None = None,
     *,
     terminal: bool = False,
-) -> JobEvent:
-    """Append to the job's audit trail (in the caller's transaction)."""
+) -> JobEvent | None:
+    """Append to the job's audit trail (in the caller's transaction).
+
+    The terminal event is written by the finishing claim itself. Any other event is
+    written only while the job is live, and None is returned otherwise: a step still
+    working when the job was canceled or timed out adds nothing after the terminal event.
+    """
     event = JobEvent(
         id=new_id("evt"),
         job_id=job.id,
@@ -74,8 +81,29 @@ def record_event(
         detail=detail or {},
         at=utcnow(),
     )
-    session.add(event)
-    return event
+    if terminal:
+        session.add(event)
+        return event
+    values = {c.name: getattr(event, c.key) for c in _EVENTS.columns if c.name != "terminal"}
+    written = session.execute(_live_event_statement(), values).first()
+    return event if written else None
+
+
+@functools.lru_cache(maxsize=1)
+def _live_event_statement() -> TextClause:
+    """INSERT of a non-terminal event, only while its job is live.
+
+    FOR SHARE makes the check hold until commit: a terminal transition racing with it
+    (an UPDATE of the row) waits for this transaction, or this one sees the ended job.
+    """
+    sql = (
+        "INSERT INTO job_events (id, job_id, tenant_id, type, terminal, detail, at)"
+        " SELECT :id, jobs.id, :tenant_id, :type, false, :detail, :at FROM jobs"
+        " WHERE jobs.id = :job_id AND jobs.status IN ('queued', 'running')"
+        " FOR SHARE RETURNING job_events.id"
+    )
+    binds = [bindparam(c.name, type_=c.type) for c in _EVENTS.columns if c.name != "terminal"]
+    return text(sql).bindparams(*binds)
 
 
 def find_by_idempotency_key(session: Session, tenant_id: str, key: str) -> Job | None:
@@ -83,9 +111,12 @@ def find_by_idempotency_key(session: Session, tenant_id: str, key: str) -> Job |
     return session.scalar(select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key))
 
 
-def check_replay(existing: Job, request_hash: str) -> Job:
-    """The original job for a replayed request; a different body with the same key is refused."""
-    if existing.request_hash != request_hash:
+def check_replay(existing: Job, request_hash: str, *older_hashes: str) -> Job:
+    """The original job for a replayed request; a different body with the same key is refused.
+
+    ``older_hashes``: the same request's fingerprint in formats stored by earlier versions.
+    """
+    if existing.request_hash not in (request_hash, *older_hashes):
         raise IdempotencyKeyReused(
             "this Idempotency-Key was already used with a different request body"
         )
@@ -263,10 +294,20 @@ def list_events(session: Session, job: Job, *, after_id: str | None = None) -> l
 
 
 # -- claims -------------------------------------------------------------------------------
+#
+# A claimed step owns its job: the row's `lease_id` is the step's own token until the step
+# hands the job on (a timer, a fresh attempt) or ends it, and `next_poll_at` is the lease's
+# end, which the working process keeps renewing (editqueue.heartbeat). Transitions made by
+# a step name its token, so a step that lost its lease to a takeover changes nothing.
+
+
+def new_lease() -> str:
+    """A fresh lease token (a claim's or a hand-out's)."""
+    return str(uuid.uuid4())
 
 
 def claim_queued(session: Session, job_id: str, lease_seconds: float) -> Job | None:
-    """queued → running (stage submit); None if someone else has it."""
+    """queued → running (stage submit), leased to the caller; None if someone else has it."""
     return session.scalars(
         update(Job)
         .where(Job.id == job_id, Job.status == "queued")
@@ -275,7 +316,7 @@ def claim_queued(session: Session, job_id: str, lease_seconds: float) -> Job | N
             stage="submit",
             started_at=func.coalesce(Job.started_at, func.now()),
             next_poll_at=func.now() + dt.timedelta(seconds=lease_seconds),
-            lease_id=None,
+            lease_id=new_lease(),
         )
         .returning(Job)
         .execution_options(synchronize_session=False, populate_existing=True)
@@ -283,11 +324,12 @@ def claim_queued(session: Session, job_id: str, lease_seconds: float) -> Job | N
 
 
 def claim_lease(session: Session, job_id: str, lease_id: str, lease_seconds: float) -> Job | None:
-    """Take the step a sweep handed out; a duplicate message finds the lease gone."""
+    """Take the step a sweep handed out, under a lease of the caller's own; a duplicate
+    message finds the handed-out lease gone."""
     return session.scalars(
         update(Job)
         .where(Job.id == job_id, Job.lease_id == lease_id, Job.status == "running")
-        .values(lease_id=None, next_poll_at=func.now() + dt.timedelta(seconds=lease_seconds))
+        .values(lease_id=new_lease(), next_poll_at=func.now() + dt.timedelta(seconds=lease_seconds))
         .returning(Job)
         .execution_options(synchronize_session=False, populate_existing=True)
     ).one_or_none()
@@ -341,32 +383,65 @@ def wake(session: Session, job_id: str, lease_seconds: float) -> str | None:
     ).scalar_one_or_none()
 
 
-def overdue_job_ids(session: Session, *, limit: int = 200) -> list[str]:
-    """Live jobs past their deadline."""
-    return list(
-        session.scalars(
-            select(Job.id)
-            .where(Job.status.in_(("queued", "running")), Job.deadline_at < func.now())
-            .limit(limit)
-        )
-    )
+@dataclass(frozen=True)
+class DueDeadline:
+    """A live job whose deadline comes within the look-ahead, and the seconds until it."""
+
+    job_id: str
+    wait: float
+    provider: str | None
+
+
+def due_deadlines(session: Session, *, ahead: float, limit: int = 500) -> list[DueDeadline]:
+    """Live jobs whose deadline comes within `ahead` seconds (or has passed).
+
+    Nothing is leased: ending a job is an atomic claim, so the same job listed by two
+    runs only ends once; the caller ends each at its deadline, not at the next run.
+    """
+    rows = session.execute(
+        text(
+            "SELECT id, provider,"
+            "   greatest(0, extract(epoch FROM deadline_at - clock_timestamp()))::float AS wait"
+            " FROM jobs WHERE status IN ('queued', 'running')"
+            "   AND deadline_at <= now() + make_interval(secs => :ahead)"
+            " ORDER BY deadline_at LIMIT :limit"
+        ),
+        {"ahead": ahead, "limit": limit},
+    ).all()
+    return [DueDeadline(r.id, r.wait, r.provider) for r in rows]
 
 
 # -- transitions within running ------------------------------------------------------------
 
 
+def _owned(job_id: str, lease: str | None) -> list[Any]:
+    """The WHERE of a step's transition: the job is live and (given a lease) still the step's."""
+    conditions = [Job.id == job_id, Job.status == "running"]
+    if lease is not None:
+        conditions.append(Job.lease_id == lease)
+    return conditions
+
+
 def set_waiting(
-    session: Session, job_id: str, *, provider: str, task_id: str, delay: float, usage: dict
+    session: Session,
+    job_id: str,
+    *,
+    provider: str,
+    task_id: str,
+    delay: float,
+    usage: dict,
+    lease: str | None = None,
 ) -> bool:
     """submit → wait: the vendor took the task; look again after `delay` seconds."""
     result = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == "running")
+        .where(*_owned(job_id, lease))
         .values(
             stage="wait",
             provider=provider,
             provider_task_id=task_id,
             usage=usage,
+            lease_id=None,
             next_poll_at=func.now() + dt.timedelta(seconds=delay),
         )
     )
@@ -374,28 +449,51 @@ def set_waiting(
 
 
 def schedule(
-    session: Session, job_id: str, *, delay: float, stage: str | None = None, **values: Any
+    session: Session,
+    job_id: str,
+    *,
+    delay: float,
+    stage: str | None = None,
+    lease: str | None = None,
+    **values: Any,
 ) -> bool:
-    """Set the job's timer (next poll, or a retry of the current stage) and other fields."""
+    """Set the job's timer (next poll, or a retry of the current stage) and other fields.
+
+    This hands the job on: the step's lease ends, and the sweep leases it again when due.
+    """
     if stage is not None:
         values["stage"] = stage
     result = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == "running")
-        .values(next_poll_at=func.now() + dt.timedelta(seconds=delay), **values)
+        .where(*_owned(job_id, lease))
+        .values(next_poll_at=func.now() + dt.timedelta(seconds=delay), lease_id=None, **values)
     )
     return result.rowcount == 1
 
 
-def requeue_attempt(session: Session, job_id: str, *, delay: float, usage: dict) -> bool:
-    """Start a fresh attempt (another route, or the same after a back-off) after `delay`."""
+def requeue_attempt(
+    session: Session,
+    job_id: str,
+    *,
+    delay: float,
+    usage: dict,
+    lease: str | None = None,
+    refund: bool = False,
+) -> bool:
+    """Start a fresh attempt (another route, or the same after a back-off) after `delay`.
+
+    `refund` gives the attempt just made back to the budget (the vendor said 429).
+    """
+    extra: dict[str, Any] = {"attempts": Job.attempts - 1} if refund else {}
     return schedule(
         session,
         job_id,
         delay=delay,
         stage="submit",
+        lease=lease,
         usage=usage,
         provider_task_id=None,
+        **extra,
     )
 
 
@@ -406,14 +504,50 @@ def set_provider(session: Session, job_id: str, provider: str) -> None:
     )
 
 
-def begin_attempt(session: Session, job_id: str) -> int:
-    """Count a vendor submission, just before it is made."""
+def begin_attempt(
+    session: Session, job_id: str, provider: str, *, lease: str | None = None
+) -> int | None:
+    """Count a vendor submission just before it is made, and name the vendor it goes to.
+
+    None when the job ended (or the step lost its lease) meanwhile: make no call then.
+    """
     return session.execute(
         update(Job)
-        .where(Job.id == job_id)
-        .values(attempts=Job.attempts + 1)
+        .where(*_owned(job_id, lease))
+        .values(attempts=Job.attempts + 1, provider=provider)
         .returning(Job.attempts)
-    ).scalar_one()
+    ).scalar_one_or_none()
+
+
+# usage may be SQL NULL or JSON null before any attempt ended: both read as {}.
+_NOTE_ATTEMPT = text(
+    "WITH old AS (SELECT CASE WHEN jsonb_typeof(usage) = 'object' THEN usage"
+    "   ELSE '{}'::jsonb END AS usage FROM jobs WHERE id = :id FOR UPDATE)"
+    " UPDATE jobs SET provider = coalesce(jobs.provider, :provider),"
+    " provider_task_id = coalesce(jobs.provider_task_id, :task_id),"
+    " usage = jsonb_set("
+    "   jsonb_strip_nulls(jsonb_build_object('provider_task_id', CAST(:task_id AS text)))"
+    "     || old.usage,"
+    "   '{attempts}',"
+    "   coalesce(old.usage -> 'attempts', '[]'::jsonb) || jsonb_build_array(:entry))"
+    " FROM old WHERE jobs.id = :id"
+    "   AND NOT coalesce(old.usage -> 'attempts', '[]'::jsonb) @> jsonb_build_array(:key)"
+).bindparams(bindparam("entry", type_=JSONB), bindparam("key", type_=JSONB))
+
+
+def note_attempt(
+    session: Session, job_id: str, *, provider: str, entry: dict, task_id: str | None = None
+) -> None:
+    """Record what an attempt did when its step could no longer move the job on.
+
+    The job ended (canceled, timed out) or was taken over while the vendor call was in
+    flight; which vendor was called and what it answered are still facts about the job.
+    Append-only: whatever the job's row already says is kept, and an attempt already on
+    record with this outcome (a racing step of the same job wrote it) is not added twice.
+    """
+    key = {k: entry.get(k) for k in ("provider", "attempt", "outcome")}
+    values = {"id": job_id, "provider": provider, "task_id": task_id, "entry": entry, "key": key}
+    session.execute(_NOTE_ATTEMPT, values)
 
 
 def finish(

@@ -53,6 +53,7 @@ def complete_job(
         return None
     detail = {"error": error} if error else {"outputs": len(job.outputs)}
     event = jobs.record_event(session, job, jobs.TERMINAL_EVENT[status], detail, terminal=True)
+    assert event is not None  # the finishing claim always writes its terminal event
     session.flush()
     ids = enqueue_job_event(session, job, event, storage=storage, settings=settings)
     ids += webhook_batches.request_completion_check(session, job)
@@ -62,6 +63,8 @@ def complete_job(
 def start_job(session: Session, job: Job, *, storage: Storage, settings: Settings) -> list[int]:
     """Record that a job started; `job.started` webhooks go to subscribers who opted in."""
     event = jobs.record_event(session, job, "job.started", {"attempt": job.attempts})
+    if event is None:  # canceled before its claim committed
+        return []
     session.flush()
     return enqueue_job_event(session, job, event, storage=storage, settings=settings)
 
@@ -69,7 +72,11 @@ def start_job(session: Session, job: Job, *, storage: Storage, settings: Setting
 def cancel_job(
     session: Session, tenant_id: str, job_id: str, *, storage: Storage, settings: Settings
 ) -> Finished:
-    """Cancel a live job (409 job_finished if it already ended)."""
+    """Cancel a live job (409 job_finished if it already ended).
+
+    The row keeps `provider` and `usage` as they stand: a vendor call still in flight
+    adds its attempt to them when it returns (`jobs.note_attempt`), but no event.
+    """
     jobs.get_job(session, tenant_id, job_id)
     finished = complete_job(
         session,

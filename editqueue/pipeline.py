@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from editqueue import jobs, logs, outbox, routing
 from editqueue.config import Settings
+from editqueue.heartbeat import Heartbeat, StepLease
 from editqueue.images import ImageFetchError, InvalidImage
 from editqueue.job_inputs import edit_request, prepare_inputs
 from editqueue.job_outputs import BadOutput, store_outputs
@@ -30,7 +31,7 @@ from editqueue.metrics import ProviderStats
 from editqueue.models import TERMINAL_STATUSES, Job
 from editqueue.netguard import UnsafeURL
 from editqueue.provider_limits import ProviderLimits
-from editqueue.providers.base import Provider, ProviderError, TaskStatus, status_from_report
+from editqueue.providers.base import Provider, ProviderError, TaskStatus
 from editqueue.storage import Storage, StorageError
 
 log = logging.getLogger(__name__)
@@ -45,13 +46,18 @@ class Context:
     storage: Storage
     publisher: outbox.Publisher
     provider: Callable[[str], Provider]
-    downloads: httpx.Client  # vendor result links
+    downloads: httpx.Client  # vendor result links (SSRF-guarded, vendor endpoints allowed)
     user_urls: httpx.Client  # SSRF-guarded: user-supplied image URLs
     limits: ProviderLimits
     stats: ProviderStats
     # A freed slot or a job given back: let the dispatcher fill it now, not at beat's next
     # tick. Debounced (editqueue.doorbell); never raises.
     ring_dispatcher: Callable[[], None]
+    # Renews the leases of the steps running in this process (one thread, one UPDATE).
+    heartbeat: Heartbeat = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.heartbeat = Heartbeat(self.sessions, self.settings.lease_seconds)
 
     def publish(self, ids: list[int]) -> None:
         """Publish outbox messages right after their transaction committed."""
@@ -107,16 +113,17 @@ def _seconds_left(job: Job) -> float:
 
 def run_submit(ctx: Context, job_id: str) -> None:
     """Claim a queued job and start its first attempt."""
-    with logs.bound(job_id=job_id):
-        _run_submit(ctx, job_id)
+    with logs.bound(job_id=job_id), ctx.heartbeat.step() as lease:
+        _run_submit(ctx, job_id, lease)
 
 
-def _run_submit(ctx: Context, job_id: str) -> None:
+def _run_submit(ctx: Context, job_id: str, lease: StepLease) -> None:
     with ctx.sessions() as session, session.begin():
         job = jobs.claim_queued(session, job_id, ctx.settings.lease_seconds)
         if job is None:
             return
         ids = start_job(session, job, storage=ctx.storage, settings=ctx.settings)
+    lease.hold(job.id, job.lease_id)
     logs.bind(tenant=job.tenant_id)
     log.info("job started")
     ctx.publish(ids)
@@ -129,19 +136,20 @@ def run_advance(
 ) -> None:
     """Take over a leased job and do whatever its stage needs next.
 
-    `report` is a finished result a vendor callback carried (`providers.base.report_of`);
-    when it is for the job's current task it is stored without polling the vendor again.
+    `report` is ignored: messages queued by older versions carried a callback's result,
+    which is never trusted; a job woken by a callback polls the vendor like any other.
     """
-    with logs.bound(job_id=job_id):
-        _run_advance(ctx, job_id, lease_id, report)
+    with logs.bound(job_id=job_id), ctx.heartbeat.step() as lease:
+        _run_advance(ctx, job_id, lease_id, lease)
 
 
-def _run_advance(ctx: Context, job_id: str, lease_id: str, report: dict[str, Any] | None) -> None:
+def _run_advance(ctx: Context, job_id: str, lease_id: str, lease: StepLease) -> None:
     error: dict[str, Any] | None = None
     with ctx.sessions() as session, session.begin():
         job = jobs.claim_lease(session, job_id, lease_id, ctx.settings.lease_seconds)
         if job is None:
             return
+        lease.hold(job.id, job.lease_id)
         if job.deadline_at <= _now():
             error = _error("timeout", "the job did not finish before its deadline", job.provider)
         elif job.stage == "submit" and job.attempts >= ctx.settings.max_attempts:
@@ -152,14 +160,7 @@ def _run_advance(ctx: Context, job_id: str, lease_id: str, report: dict[str, Any
         _release(ctx, job)
         ctx.job_ended(ids)
     elif job.stage == "wait" and job.provider_task_id:
-        if report and report.get("task_id") == job.provider_task_id:
-            ctx.limits.record_success(job.provider or "")
-            # The links came in a callback, not from the vendor's API: fetch them through
-            # the SSRF guard, as for any URL a request can carry.
-            status = status_from_report(report)
-            _store_and_finish(ctx, job, job.provider or "", status, client=ctx.user_urls)
-        else:
-            _poll(ctx, job)
+        _poll(ctx, job)
     else:
         _submit(ctx, job)
 
@@ -168,10 +169,14 @@ def _run_advance(ctx: Context, job_id: str, lease_id: str, report: dict[str, Any
 
 
 def _submit(ctx: Context, job: Job) -> None:
-    candidates = routing.route(job.model, job.provider_pin, ctx.settings, ctx.available)
+    routed = routing.route(job.model, job.provider_pin, ctx.settings, ctx.available)
+    candidates = routing.eligible(routed, _attempt_log(job))
     if not candidates:
-        message = f"no configured provider serves {job.model}"
-        _fail_now(ctx, job, _error("provider_unavailable", message))
+        if routed:  # every vendor left refused this job for good
+            _fail_now(ctx, job, _exhausted_error(job))
+        else:
+            message = f"no configured provider serves {job.model}"
+            _fail_now(ctx, job, _error("provider_unavailable", message))
         return
     try:
         images = prepare_inputs(
@@ -196,10 +201,16 @@ def _submit(ctx: Context, job: Job) -> None:
         callback = f"{ctx.settings.public_url}/v1/callbacks/{name}/{job.callback_token}"
     with ctx.sessions() as session, session.begin():
         # Counted before the call: a worker dying inside it still used an attempt.
-        job.attempts = jobs.begin_attempt(session, job.id)
-        jobs.record_event(
-            session, job, "attempt.started", {"attempt": job.attempts, "provider": name}
-        )
+        attempt = jobs.begin_attempt(session, job.id, name, lease=job.lease_id)
+        if attempt is not None:
+            job.attempts = attempt
+            jobs.record_event(
+                session, job, "attempt.started", {"attempt": attempt, "provider": name}
+            )
+    if attempt is None:
+        log.info("job ended or was taken over before its vendor call")
+        ctx.limits.release_slot(name, job.id)
+        return
     logs.bind(provider=name)
     started = time.monotonic()
     try:
@@ -259,8 +270,8 @@ def _acquire_provider(ctx: Context, job: Job, candidates: list[str]) -> str | No
         return name
     delay = max(0.05, wait or 1.0) + random.uniform(0, 0.05)
     with ctx.sessions() as session, session.begin():
-        jobs.schedule(session, job.id, delay=delay)
-        jobs.record_event(session, job, "provider.busy", {"retry_in": round(delay, 2)})
+        if jobs.schedule(session, job.id, delay=delay, lease=job.lease_id):
+            jobs.record_event(session, job, "provider.busy", {"retry_in": round(delay, 2)})
     return None
 
 
@@ -272,7 +283,7 @@ def _poll(ctx: Context, job: Job) -> None:
     rate_wait = ctx.limits.acquire_request(name, f"{job.id}:{uuid.uuid4().hex}")
     if rate_wait > 0:
         with ctx.sessions() as session, session.begin():
-            jobs.schedule(session, job.id, delay=rate_wait)
+            jobs.schedule(session, job.id, delay=rate_wait, lease=job.lease_id)
         return
     started = time.monotonic()
     try:
@@ -306,17 +317,21 @@ def _handle_status(ctx: Context, job: Job, name: str, status: TaskStatus, *, fir
         usage = dict(job.usage or {})
         usage["provider_task_id"] = status.task_id
         with ctx.sessions() as session, session.begin():
-            jobs.set_waiting(
+            waiting = jobs.set_waiting(
                 session,
                 job.id,
                 provider=name,
                 task_id=status.task_id or "",
                 delay=poll_delay(0, ctx.settings.poll_scale),
                 usage=usage,
+                lease=job.lease_id,
             )
-            jobs.record_event(
-                session, job, "provider.task_created", {"provider": name, "task_id": status.task_id}
-            )
+            if waiting:
+                detail = {"provider": name, "task_id": status.task_id}
+                jobs.record_event(session, job, "provider.task_created", detail)
+            else:
+                # Nobody follows this task now; the row still says it was made.
+                _note(session, job, name, _attempt(name, "abandoned", job), status.task_id)
     else:
         _schedule_poll(ctx, job, {"state": "running", "progress": status.progress})
 
@@ -324,13 +339,15 @@ def _handle_status(ctx: Context, job: Job, name: str, status: TaskStatus, *, fir
 def _schedule_poll(ctx: Context, job: Job, detail: dict[str, Any]) -> None:
     age = (_now() - (job.started_at or _now())).total_seconds()
     with ctx.sessions() as session, session.begin():
-        jobs.schedule(
+        scheduled = jobs.schedule(
             session,
             job.id,
             delay=poll_delay(age, ctx.settings.poll_scale),
+            lease=job.lease_id,
             poll_count=job.poll_count + 1,
         )
-        jobs.record_event(session, job, "poll", detail)
+        if scheduled:
+            jobs.record_event(session, job, "poll", detail)
 
 
 # -- store and finish ------------------------------------------------------------------------
@@ -361,7 +378,8 @@ def _store_and_finish(
     usage.update(status.usage or {})
     usage["provider_task_id"] = status.task_id or job.provider_task_id
     usage["images"] = len(outputs)
-    usage["attempts"] = [*_attempt_log(job), _attempt(name, "succeeded", job)]
+    entry = _attempt(name, "succeeded", job)
+    usage["attempts"] = [*_attempt_log(job), entry]
     with ctx.sessions() as session, session.begin():
         jobs.set_provider(session, job.id, name)
         finished = complete_job(
@@ -373,6 +391,8 @@ def _store_and_finish(
             outputs=outputs,
             usage=usage,
         )
+        if finished is None:  # the vendor did the work (and may bill it) all the same
+            _note(session, job, name, entry, usage["provider_task_id"])
     ctx.limits.release_slot(name, job.id)
     if finished is None:
         log.info("job ended meanwhile; late results discarded")
@@ -385,6 +405,13 @@ def _attempt(name: str | None, outcome: str, job: Job, **extra: Any) -> dict[str
     entry = {"provider": name, "attempt": job.attempts, "outcome": outcome, "at": _now()}
     entry["at"] = entry["at"].isoformat().replace("+00:00", "Z")
     return {**entry, **extra}
+
+
+def _note(
+    session: Session, job: Job, name: str, entry: dict[str, Any], task_id: str | None = None
+) -> None:
+    """Keep an attempt on the job's row after its step could no longer move the job on."""
+    jobs.note_attempt(session, job.id, provider=name, entry=entry, task_id=task_id)
 
 
 def _provider_failed(ctx: Context, job: Job, name: str, exc: ProviderError) -> None:
@@ -404,41 +431,55 @@ def _provider_failed(ctx: Context, job: Job, name: str, exc: ProviderError) -> N
         error=exc.code,
         provider_code=exc.provider_code,
         reason=exc.message[:300],
+        retryable=exc.retryable,
     )
     usage = dict(job.usage or {})
     usage["attempts"] = [*_attempt_log(job), entry]
     delay = _next_attempt_delay(ctx, job, name, exc, usage["attempts"])
-    can_retry = (
-        exc.retryable and job.attempts < ctx.settings.max_attempts and delay < _seconds_left(job)
-    )
+    finished = None
     with ctx.sessions() as session, session.begin():
-        if can_retry:
-            jobs.requeue_attempt(session, job.id, delay=delay, usage=usage)
-            jobs.record_event(
-                session,
-                job,
-                "attempt.failed",
-                {"provider": name, "error": exc.code, "retry_in": round(delay, 2)},
+        if delay is not None and delay < _seconds_left(job):
+            requeued = jobs.requeue_attempt(
+                session, job.id, delay=delay, usage=usage, lease=job.lease_id, refund=rate_limited
             )
-            return
-        finished = complete_job(
-            session,
-            job.id,
-            "failed",
-            storage=ctx.storage,
-            settings=ctx.settings,
-            error=exc.as_dict(),
-            usage=usage,
-        )
+            if requeued:
+                detail = {"provider": name, "error": exc.code, "retry_in": round(delay, 2)}
+                jobs.record_event(session, job, "attempt.failed", detail)
+                return
+        else:
+            finished = complete_job(
+                session,
+                job.id,
+                "failed",
+                storage=ctx.storage,
+                settings=ctx.settings,
+                error=exc.as_dict(),
+                usage=usage,
+            )
+        if finished is None:
+            _note(session, job, name, entry)
     if finished:
         ctx.job_ended(finished.outbox_ids)
 
 
 def _next_attempt_delay(
     ctx: Context, job: Job, name: str, exc: ProviderError, attempts: list[dict[str, Any]]
-) -> float:
-    """At once when another vendor is ready to take over, else back off on this one."""
-    candidates = routing.route(job.model, job.provider_pin, ctx.settings, ctx.available)
+) -> float | None:
+    """Seconds until the job's next attempt, or None when the job should fail now.
+
+    The retry budget (`max_attempts`) counts vendor calls, not 429s. A fresh attempt goes
+    at once to another vendor of the route when one is ready, else backs off on this one
+    (if the failure allows this vendor again).
+    """
+    scope = routing.retry_scope(exc.code, exc.retryable)
+    if scope == "never":
+        return None
+    if scope != "free" and job.attempts >= ctx.settings.max_attempts:
+        return None
+    routed = routing.route(job.model, job.provider_pin, ctx.settings, ctx.available)
+    candidates = routing.eligible(routed, attempts)
+    if not candidates:
+        return None
     choice = routing.choose(candidates, attempts, ctx.limits.cooldown_left)
     if choice.provider is not None and choice.provider != name:
         return 0.05 * ctx.settings.poll_scale
@@ -450,8 +491,11 @@ def _retry_later(ctx: Context, job: Job, reason: str) -> None:
     """Transient trouble on our side of the vendor call: keep the stage, try again soon."""
     delay = retry_delay(job.poll_count + 1, None, ctx.settings.poll_scale)
     with ctx.sessions() as session, session.begin():
-        jobs.schedule(session, job.id, delay=delay, poll_count=job.poll_count + 1)
-        jobs.record_event(session, job, "step.retry", {"reason": reason[:300]})
+        scheduled = jobs.schedule(
+            session, job.id, delay=delay, lease=job.lease_id, poll_count=job.poll_count + 1
+        )
+        if scheduled:
+            jobs.record_event(session, job, "step.retry", {"reason": reason[:300]})
 
 
 def _release(ctx: Context, job: Job) -> None:
@@ -485,11 +529,16 @@ def _error(code: str, message: str, provider: str | None = None) -> dict[str, An
 
 
 def _exhausted_error(job: Job) -> dict[str, Any]:
-    last = (_attempt_log(job) or [{}])[-1]
+    """The job's end once its budget is spent: the last vendor failure, as the vendor said it."""
+    failures = [a for a in _attempt_log(job) if a.get("outcome") == "failed"]
+    if not failures:  # every attempt was cut short (a worker died inside the call)
+        message = f"gave up after {job.attempts} attempts that never reported back"
+        return _error("provider_unavailable", message, job.provider)
+    last = failures[-1]
     return {
-        "code": last.get("error") or "provider_unavailable",
-        "message": f"gave up after {job.attempts} attempts: {last.get('reason', 'unknown')}",
+        "code": last.get("error") or "provider_error",
+        "message": last.get("reason") or f"gave up after {job.attempts} attempts",
         "provider": last.get("provider"),
         "provider_code": last.get("provider_code"),
-        "retryable": True,
+        "retryable": bool(last.get("retryable", True)),
     }

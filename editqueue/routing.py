@@ -1,16 +1,22 @@
-"""Which vendor a job's next attempt goes to.
+"""Which vendor a job's next attempt goes to, and whether there is a next attempt.
 
 The route is the job's pin, else the model's ordered provider list (configurable per
 model), limited to vendors configured here. Among those, vendors cooling down are
 skipped, and the vendor this job has failed on least goes first (route order breaks
 ties) — so a 503 from the first vendor moves the job to the second at once.
+
+Retry policy (the budget itself, `max_attempts`, is counted by the pipeline): a 429
+costs nothing and the job waits; a transient failure (the adapter maps it retryable)
+may be tried again on any vendor of the route; any other vendor failure moves the job
+to another vendor, never back to the one that reported it; a refusal of the request
+itself (invalid, moderated) ends the job, since every vendor would refuse it alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from editqueue.catalog import resolve_model
 from editqueue.config import Settings
@@ -67,3 +73,31 @@ def choose(
     order = {p: i for i, p in enumerate(candidates)}
     best = min(ready, key=lambda p: (failures.get(p, 0), order[p]))
     return Choice(best)
+
+
+RetryScope = Literal["free", "any", "elsewhere", "never"]
+
+# Failures about the request itself: another vendor would refuse it the same way.
+_REQUEST_REFUSALS = frozenset({"invalid_request", "invalid_image", "content_rejected"})
+
+
+def retry_scope(code: str, retryable: bool) -> RetryScope:
+    """How a vendor failure may be retried: `free` (a 429: again, without using budget),
+    `any` (transient: any vendor of the route), `elsewhere` (another vendor only), `never`."""
+    if code == "rate_limited":
+        return "free"
+    if retryable:
+        return "any"
+    if code in _REQUEST_REFUSALS:
+        return "never"
+    return "elsewhere"
+
+
+def eligible(candidates: Sequence[str], attempts: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The candidates this job may still go to: not those that failed it for good."""
+    refused = {
+        a.get("provider")
+        for a in attempts
+        if a.get("outcome") == "failed" and a.get("retryable") is False
+    }
+    return [p for p in candidates if p not in refused]

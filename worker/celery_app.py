@@ -50,7 +50,8 @@ def make_celery() -> Celery:
             "sweep-jobs": {"task": "editqueue.sweep_jobs", "schedule": 1.0},
             "sweep-deliveries": {"task": "editqueue.sweep_deliveries", "schedule": 1.0},
             "relay-outbox": {"task": "editqueue.relay_outbox", "schedule": 2.0},
-            "reap": {"task": "editqueue.reap", "schedule": 5.0},
+            # Ends jobs at their deadline (it looks one run ahead, see worker.tasks.reap).
+            "reap": {"task": "editqueue.reap", "schedule": 1.0},
             "prune-outbox": {"task": "editqueue.prune_outbox", "schedule": 3600.0},
         },
         # Beat ticks are cheap and idempotent; a stale one is worthless.

@@ -28,8 +28,10 @@ def submit_job(job_id: str) -> None:
 
 @app.task(name=tasknames.ADVANCE_JOB)
 def advance_job(job_id: str, lease_id: str, report: dict | None = None) -> None:
-    """Do a leased job's next step (poll, retry, take over from a dead worker, or store
-    the result a vendor callback reported)."""
+    """Do a leased job's next step (poll, retry, take over from a dead worker).
+
+    `report` is accepted and ignored, so messages queued before callbacks became mere
+    wake-ups still run: the job polls the vendor instead."""
     pipeline.run_advance(context.get(), job_id, lease_id, report)
 
 
@@ -110,31 +112,45 @@ def prune_outbox() -> int:
 
 @app.task(name="editqueue.reap")
 def reap() -> int:
-    """Fail jobs past their deadline; release dispatched jobs whose message may be lost."""
+    """End jobs at their deadline; release dispatched jobs whose message may be lost.
+
+    Beat runs this every second; deadlines due before the next run (with room for a late
+    tick) are ended at their due time from this process, so a job ends within a moment of
+    its deadline rather than at the first run after it. A process dying with some pending
+    only delays them to the next run, which lists them again.
+    """
     ctx = context.get()
-    reaped = 0
     with ctx.sessions() as session, session.begin():
-        overdue = jobs.overdue_job_ids(session)
-    for job_id in overdue:
-        with ctx.sessions() as session, session.begin():
-            finished = complete_job(
-                session,
-                job_id,
-                "failed",
-                storage=ctx.storage,
-                settings=ctx.settings,
-                error={
-                    "code": "timeout",
-                    "message": "the job did not finish before its deadline",
-                    "provider": None,
-                    "provider_code": None,
-                    "retryable": False,
-                },
-                from_statuses=("queued", "running"),
-            )
-        if finished:
-            reaped += 1
-            ctx.job_ended(finished.outbox_ids)
+        due = jobs.due_deadlines(session, ahead=SWEEP_AHEAD, limit=SWEEP_LIMIT)
+    for deadline in due:
+        context.delayed().call_later(
+            deadline.wait, functools.partial(expire_job, deadline.job_id, deadline.provider)
+        )
     with ctx.sessions() as session, session.begin():
         dispatch.release_stale(session, older_than=ctx.settings.redispatch_after)
-    return reaped
+    return len(due)
+
+
+def expire_job(job_id: str, provider: str | None) -> bool:
+    """Fail a live job with `timeout` (a no-op once it ended); whether this call ended it."""
+    ctx = context.get()
+    with ctx.sessions() as session, session.begin():
+        finished = complete_job(
+            session,
+            job_id,
+            "failed",
+            storage=ctx.storage,
+            settings=ctx.settings,
+            error={
+                "code": "timeout",
+                "message": "the job did not finish before its deadline",
+                "provider": provider,
+                "provider_code": None,
+                "retryable": False,
+            },
+            from_statuses=("queued", "running"),
+        )
+    if finished is None:
+        return False
+    ctx.job_ended(finished.outbox_ids)
+    return True

@@ -1,4 +1,5 @@
-"""Job timers: the sweep leases steps due before its next run and says how long until each."""
+"""Job timers: the sweep leases steps due before its next run and says how long until each;
+deadlines fire on time."""
 
 from __future__ import annotations
 
@@ -6,15 +7,17 @@ import datetime as dt
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from editqueue import jobs
 from editqueue.db import make_engine, make_session_factory, transaction
 from editqueue.ids import new_id
-from editqueue.models import Job
+from editqueue.models import Job, Tenant
 from editqueue.tenants import create_tenant
+from tests.conftest import TenantClient, data_url, make_tenant, png_bytes
 from tests.integration.test_webhook_engine import _running_job
+from tests.stack import Stack
 
 
 @pytest.fixture
@@ -54,3 +57,51 @@ def test_sweep_leases_steps_due_within_the_look_ahead_with_their_wait(
     # Leased for the lease period: the next sweep does not hand the same steps out again.
     with transaction(factory) as session:
         assert jobs.sweep_due(session, limit=10, lease_seconds=60, ahead=1.25) == []
+
+
+def test_deadlines_due_within_the_look_ahead_are_listed_with_their_wait(
+    factory: sessionmaker[Session],
+) -> None:
+    with transaction(factory) as session:
+        tenant = create_tenant(session, new_id("t"))
+        ids = {}
+        for name, due_in in (("passed", -2.0), ("soon", 0.8), ("later", 5.0)):
+            job = _running_job(new_id("job"), tenant.id)
+            job.deadline_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=due_in)
+            session.add(job)
+            ids[name] = job.id
+    with factory() as session:
+        due = {d.job_id: d.wait for d in jobs.due_deadlines(session, ahead=1.25)}
+    assert set(due) == {ids["passed"], ids["soon"]}
+    assert due[ids["passed"]] == 0
+    assert 0.3 < due[ids["soon"]] <= 0.8
+
+
+def _late_by(job: dict) -> float:
+    """Seconds between the job's deadline and its end."""
+    parse = dt.datetime.fromisoformat
+    return (parse(job["completed_at"]) - parse(job["deadline_at"])).total_seconds()
+
+
+def test_deadlines_fire_within_a_second_for_running_and_queued_jobs(
+    stack: Stack, tenant: TenantClient, sessions: sessionmaker[Session]
+) -> None:
+    # A task whose state the vendor never manages to report keeps the job running ...
+    stack.sandbox_fault("kie", "poll", "server_error", count=500, status=503)
+    image = data_url(png_bytes())
+    running = tenant.create_job(
+        model="seedream-4.0-edit", prompt="late", image=image, provider="kie", deadline_seconds=10
+    )
+    # ... and a tenant allowed no running job keeps its job queued.
+    stuck = make_tenant(sessions, stack.api_url)
+    with transaction(sessions) as session:
+        session.execute(update(Tenant).where(Tenant.id == stuck.id).values(max_running_jobs=0))
+    queued = stuck.create_job(model="seededit-3.0", prompt="late", image=image, deadline_seconds=10)
+    try:
+        ended = [tenant.wait_job(running["id"], timeout=20), stuck.wait_job(queued["id"], 20)]
+    finally:
+        stuck.client.close()
+    assert ended[0]["started_at"] and not ended[1]["started_at"]
+    for job in ended:
+        assert (job["status"], job["error"]["code"]) == ("failed", "timeout"), job
+        assert 0 <= _late_by(job) < 1.0, job

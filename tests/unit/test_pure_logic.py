@@ -1,4 +1,5 @@
-"""Pure helpers: poll back-off, retry back-off, catalog lookups, cursors, error field paths."""
+"""Pure helpers: poll back-off, retry back-off and policy, catalog lookups, cursors, error
+field paths."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 
 from api.errors import ApiProblem, field_path
 from api.jobs import decode_cursor, encode_cursor
+from editqueue import routing
 from editqueue.catalog import resolve_model
 from editqueue.ids import new_id
 from editqueue.pipeline import poll_delay, retry_delay
@@ -22,6 +24,37 @@ def test_retry_delay_grows_is_capped_and_honours_retry_after() -> None:
     assert 1.6 <= retry_delay(1, None) <= 2.4
     assert retry_delay(20, None) <= 72.0
     assert retry_delay(1, 30.0) == 30.0
+
+
+@pytest.mark.parametrize(
+    ("code", "retryable", "scope"),
+    [
+        ("rate_limited", True, "free"),
+        ("provider_unavailable", True, "any"),
+        ("timeout", True, "any"),
+        ("provider_error", False, "elsewhere"),
+        ("provider_unavailable", False, "elsewhere"),
+        ("content_rejected", False, "never"),
+        ("invalid_request", False, "never"),
+        ("invalid_image", False, "never"),
+    ],
+)
+def test_retry_scope_follows_the_adapters_mapping(code: str, retryable: bool, scope: str) -> None:
+    assert routing.retry_scope(code, retryable) == scope
+
+
+def test_a_vendor_that_failed_a_job_for_good_is_not_eligible_again() -> None:
+    attempts = [
+        {"provider": "kie", "outcome": "failed", "retryable": False},
+        {"provider": "ark", "outcome": "failed", "retryable": True},
+        {"provider": "cometapi", "outcome": "rate_limited", "retryable": True},
+        {"provider": "acedata", "outcome": "failed"},  # logged before the flag existed
+    ]
+    candidates = ["kie", "ark", "cometapi", "acedata"]
+    assert routing.eligible(candidates, attempts) == ["ark", "cometapi", "acedata"]
+    # Among those left, the one this job failed on least (a 429 is no failure) goes next.
+    choice = routing.choose(routing.eligible(candidates, attempts), attempts, lambda p: 0)
+    assert choice.provider == "cometapi"
 
 
 @pytest.mark.parametrize(
