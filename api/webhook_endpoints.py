@@ -59,7 +59,7 @@ def _answer(endpoint: WebhookEndpoint, *, with_secret: bool = False) -> dict[str
     "Create a webhook endpoint",
     tags=["webhooks"],
     body=WebhookEndpointCreate,
-    responses={201: WebhookEndpointSchema, 400: None, 422: None},
+    responses={201: WebhookEndpointSchema, 400: None, 409: None, 422: None},
 )
 def create() -> tuple[Response, int, dict[str, str]]:
     """A new endpoint; the answer carries its `whsec_` secret."""
@@ -72,6 +72,7 @@ def create() -> tuple[Response, int, dict[str, str]]:
         events=spec.events,
         description=spec.description,
         allowed=services().settings.allow_private_urls,
+        max_endpoints=services().settings.max_webhook_endpoints,
     )
     session.commit()
     location = f"/v1/webhook-endpoints/{endpoint.id}"

@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from editqueue import netguard
-from editqueue.errors import InvalidRequest, NotFound
+from editqueue.errors import EndpointLimitReached, InvalidRequest, NotFound
 from editqueue.ids import new_id
-from editqueue.models import Delivery, WebhookEndpoint
+from editqueue.models import Delivery, Tenant, WebhookEndpoint
 from editqueue.serialize import timestamp
 from editqueue.webhooks import endpoint_wants, generate_secret
 
@@ -52,9 +52,11 @@ def create_endpoint(
     events: Sequence[str],
     description: str | None,
     allowed: Sequence[netguard.Network],
+    max_endpoints: int,
 ) -> WebhookEndpoint:
-    """A new enabled endpoint with its own `whsec_` secret."""
+    """A new enabled endpoint with its own `whsec_` secret, within the tenant's quota."""
     check_endpoint_url(url, allowed)
+    _check_quota(session, tenant_id, max_endpoints)
     endpoint = WebhookEndpoint(
         id=new_id("whe"),
         tenant_id=tenant_id,
@@ -68,6 +70,25 @@ def create_endpoint(
     session.flush()
     session.refresh(endpoint)  # server defaults (created_at, updated_at)
     return endpoint
+
+
+def _check_quota(session: Session, tenant_id: str, max_endpoints: int) -> None:
+    """Refuse a new endpoint past the quota.
+
+    The tenant row is locked first so that concurrent creates on several API processes
+    count one after another instead of all seeing room for one more.
+    """
+    session.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
+    count = session.scalar(
+        select(func.count())
+        .select_from(WebhookEndpoint)
+        .where(WebhookEndpoint.tenant_id == tenant_id)
+    )
+    if (count or 0) >= max_endpoints:
+        raise EndpointLimitReached(
+            f"this tenant already has {count} webhook endpoints, the most allowed "
+            f"(EDITQUEUE_MAX_WEBHOOK_ENDPOINTS={max_endpoints}); delete one first"
+        )
 
 
 def get_endpoint(session: Session, tenant_id: str, endpoint_id: str) -> WebhookEndpoint:

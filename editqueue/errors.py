@@ -56,6 +56,13 @@ class JobFinished(Conflict):
     title = "Job already finished"
 
 
+class EndpointLimitReached(Conflict):
+    """The tenant already has as many webhook endpoints as the deployment allows."""
+
+    code = "endpoint_limit_reached"
+    title = "Webhook endpoint limit reached"
+
+
 class IdempotencyKeyReused(InvalidRequest):
     """The Idempotency-Key was used before with a different body."""
 
