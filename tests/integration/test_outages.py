@@ -112,19 +112,23 @@ def dt_seconds(stamp: str) -> float:
     return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def test_a_vendor_down_for_a_while_delays_jobs_within_their_retry_budget(
-    stack: Stack, tenant: TenantClient
-) -> None:
-    # Two 503s, then the vendor is back: the third and last attempt of the budget succeeds.
-    stack.sandbox_fault("ark", "create", "server_error", count=2, status=503)
-    # Pinned to the failing vendor: unpinned, the job would simply fail over to another.
-    job = tenant.create_job(
+def _pinned_to_ark(tenant: TenantClient) -> dict:
+    """A job pinned to Ark: unpinned, it would simply fail over to another vendor."""
+    return tenant.create_job(
         model="seededit-3.0",
         prompt="outage",
         image=data_url(png_bytes()),
         deadline_seconds=120,
         provider="ark",
     )
+
+
+def test_a_vendor_down_for_a_while_delays_jobs_within_their_retry_budget(
+    stack: Stack, tenant: TenantClient
+) -> None:
+    # Two 503s, then the vendor is back: the third and last attempt of the budget succeeds.
+    stack.sandbox_fault("ark", "create", "server_error", count=2, status=503)
+    job = _pinned_to_ark(tenant)
     done = tenant.wait_job(job["id"], timeout=60)
     assert done["status"] == "succeeded", done
     assert done["attempts"] == 3
@@ -137,13 +141,7 @@ def test_a_vendor_down_longer_than_the_budget_fails_the_job_promptly(
     stack: Stack, tenant: TenantClient
 ) -> None:
     stack.sandbox_fault("ark", "create", "server_error", count=10_000, status=503)
-    job = tenant.create_job(
-        model="seededit-3.0",
-        prompt="outage",
-        image=data_url(png_bytes()),
-        deadline_seconds=120,
-        provider="ark",
-    )
+    job = _pinned_to_ark(tenant)
     done = tenant.wait_job(job["id"], timeout=60)
     assert done["status"] == "failed", done
     assert done["attempts"] == 3
