@@ -10,4 +10,4 @@ COPY migrations migrations
 RUN pip install . && useradd --system editqueue
 USER editqueue
 EXPOSE 8080
-CMD ["gunicorn", "--bind", "0.0.0.0:8080", "--workers", "2", "--worker-class", "editqueue.gunicorn_worker.GeventWorker", "--worker-connections", "1000", "api.wsgi:app"]
+CMD ["gunicorn", "--bind", "0.0.0.0:8080", "--workers", "2", "--worker-class", "api.gunicorn_worker.GeventWorker", "--worker-connections", "1000", "api.wsgi:app"]

@@ -28,8 +28,8 @@ from api import (
 from editqueue import tasknames
 from editqueue.config import Settings, get_settings
 from editqueue.db import make_engine, make_session_factory
-from editqueue.doorbell import Doorbell
-from editqueue.storage import open_storage
+from editqueue.infra.doorbell import Doorbell
+from editqueue.infra.storage import open_storage
 
 log = logging.getLogger(__name__)
 

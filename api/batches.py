@@ -13,8 +13,9 @@ from api.errors import ApiProblem, validation_errors
 from api.offload import run_blocking, run_sized
 from api.openapi import header_param, operation
 from api.state import db, services
-from editqueue import batches, idempotency, outbox
-from editqueue.intake import InlineImages
+from editqueue.infra import outbox
+from editqueue.jobs import batches, idempotency
+from editqueue.jobs.intake import InlineImages
 from editqueue.schemas import Batch, BatchCreate, JobCreate
 
 bp = Blueprint("batches", __name__, url_prefix="/v1/batches")

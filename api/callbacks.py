@@ -14,8 +14,8 @@ from flask import Blueprint, Response, jsonify, request
 from api.errors import ApiProblem
 from api.openapi import operation
 from api.state import db, services
-from editqueue import callbacks
 from editqueue.config import PROVIDERS
+from editqueue.jobs import callbacks
 from editqueue.providers.base import CallbackRejected
 from editqueue.providers.registry import get_provider
 

@@ -15,10 +15,13 @@ from api.webhook_endpoints import (
     json_body,
     load_endpoint,
 )
-from editqueue import jobs, outbox, webhook_log, webhook_replay
+from editqueue.infra import outbox
+from editqueue.jobs import states as jobs
 from editqueue.models import DELIVERY_STATES
 from editqueue.schemas import DeliveryLog, RecoverRequest, Recovery
 from editqueue.serialize import timestamp
+from editqueue.webhooks import log as webhook_log
+from editqueue.webhooks import replay as webhook_replay
 
 bp = Blueprint("deliveries", __name__)
 

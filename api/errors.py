@@ -11,7 +11,7 @@ from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalErr
 from werkzeug.exceptions import HTTPException
 
 from editqueue.errors import EditqueueError
-from editqueue.storage import StorageError
+from editqueue.infra.storage import StorageError
 
 log = logging.getLogger(__name__)
 

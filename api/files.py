@@ -6,7 +6,7 @@ from flask import Blueprint, Response, request, send_file
 
 from api.errors import ApiProblem
 from api.state import services
-from editqueue.storage import LocalStorage, StorageError
+from editqueue.infra.storage import LocalStorage, StorageError
 
 bp = Blueprint("files", __name__, url_prefix="/v1/files")
 

@@ -18,7 +18,7 @@ from typing import Any
 from flask import g, request
 
 from api.errors import ApiProblem
-from editqueue.http_limits import MAX_URL_BYTES, uri_too_long_detail
+from api.http_limits import MAX_URL_BYTES, uri_too_long_detail
 
 # Python's json combines a valid surrogate pair into one character, so any surrogate left
 # in a decoded string is a lone one.
@@ -197,7 +197,7 @@ def _check_json_body() -> None:
 
 def check_url_length() -> None:
     """before_request, ahead of auth: a 414 problem+json for a URL over MAX_URL_BYTES."""
-    # gevent refuses request lines over 8 KiB itself (see editqueue/gunicorn_handler.py);
+    # gevent refuses request lines over 8 KiB itself (see api/gunicorn_handler.py);
     # this makes the documented limit the same for every server the app runs under.
     if _url_bytes() > MAX_URL_BYTES:
         raise ApiProblem(414, uri_too_long_detail(), code="uri_too_long", title="URI too long")

@@ -21,10 +21,12 @@ from api.offload import run_blocking, run_sized
 from api.openapi import header_param, operation
 from api.params import page_limit, parse_time
 from api.state import db, db_autocommit, services
-from editqueue import idempotency, jobs, outbox
 from editqueue.catalog import resolve_model
-from editqueue.intake import InlineImages, Upload, build_job
-from editqueue.lifecycle import cancel_job
+from editqueue.infra import outbox
+from editqueue.jobs import idempotency
+from editqueue.jobs import states as jobs
+from editqueue.jobs.intake import InlineImages, Upload, build_job
+from editqueue.jobs.lifecycle import cancel_job
 from editqueue.models import JOB_STATUSES, TERMINAL_STATUSES
 from editqueue.schemas import (
     Job,

@@ -10,8 +10,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from editqueue.config import Settings
-from editqueue.outbox import Publisher
-from editqueue.storage import Storage
+from editqueue.infra.outbox import Publisher
+from editqueue.infra.storage import Storage
 
 
 @dataclasses.dataclass

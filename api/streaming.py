@@ -1,6 +1,6 @@
 """Long-lived reads: `Prefer: wait=N` on job creation and the SSE form of a job's events.
 
-The API runs on gevent workers (editqueue/processes.py): a held request is a greenlet
+The API runs on gevent workers (editqueue/standalone/processes.py): a held request is a greenlet
 sleeping between polls of the database, not a pinned OS thread, and it holds no database
 connection while it sleeps, so hundreds of open streams cost a few KB each and a short
 query every half second. Events are read from the job_events table (the source of truth),

@@ -13,7 +13,6 @@ from api.bodies import json_object
 from api.openapi import operation, query_param
 from api.params import page_limit
 from api.state import db, services
-from editqueue import endpoints
 from editqueue.models import WebhookEndpoint
 from editqueue.schemas import WebhookEndpoint as WebhookEndpointSchema
 from editqueue.schemas import (
@@ -22,8 +21,9 @@ from editqueue.schemas import (
     WebhookEndpointUpdate,
     WebhookSecret,
 )
-from editqueue.webhook_log import decode_cursor, encode_cursor
-from editqueue.webhook_secrets import rotate_endpoint_secret
+from editqueue.webhooks import endpoints
+from editqueue.webhooks.log import decode_cursor, encode_cursor
+from editqueue.webhooks.secrets import rotate_endpoint_secret
 
 bp = Blueprint("webhook_endpoints", __name__, url_prefix="/v1/webhook-endpoints")
 

@@ -11,7 +11,7 @@ from api.openapi import operation
 from api.state import db, services
 from editqueue.models import Tenant
 from editqueue.schemas import WebhookSecret
-from editqueue.webhook_secrets import rotate_tenant_secret
+from editqueue.webhooks.secrets import rotate_tenant_secret
 
 bp = Blueprint("webhook_secret", __name__, url_prefix="/v1/webhooks/secret")
 

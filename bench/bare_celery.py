@@ -15,7 +15,7 @@ import sys
 import redis
 from celery import Celery
 
-from editqueue.processes import worker_argv
+from editqueue.standalone.processes import worker_argv
 
 HOP = "bench.hop"
 QUEUES = ("maintenance", "jobs", "webhooks")

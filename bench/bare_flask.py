@@ -16,7 +16,7 @@ from flask import Flask, Response, request
 from sqlalchemy import text
 
 from editqueue.db import make_engine
-from editqueue.processes import api_argv
+from editqueue.standalone.processes import api_argv
 
 APP_TARGET = "bench.bare_flask:create_app()"
 TABLE_DDL = """

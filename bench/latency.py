@@ -22,7 +22,7 @@ from bench import infra
 from bench.receiver import Receiver
 from bench.report import Report
 from bench.stats import percentile
-from editqueue.pipeline import poll_delay
+from editqueue.jobs.pipeline import poll_delay
 from tests.conftest import png_bytes
 from tests.stack import Stack
 

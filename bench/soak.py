@@ -29,13 +29,13 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine, func, select
 
-from editqueue.audit import Receipt, Violation, audit
 from editqueue.db import make_engine, make_session_factory, transaction
-from editqueue.embedded import EmbeddedRedis
 from editqueue.ids import new_id
+from editqueue.infra.storage import open_storage
+from editqueue.jobs.audit import Receipt, Violation, audit
 from editqueue.models import Delivery
-from editqueue.storage import open_storage
-from editqueue.supervisor import free_port
+from editqueue.standalone.embedded import EmbeddedRedis
+from editqueue.standalone.ports import free_port
 from editqueue.tenants import create_api_key, create_tenant
 from tests import servers
 from tests.conftest import data_url, png_bytes

@@ -21,7 +21,8 @@ from sqlalchemy import create_engine, text
 from bench import bare_flask, infra, loadgen, procs
 from bench.report import Report
 from bench.stats import median, ratio
-from editqueue.supervisor import free_port, wait_for_http
+from editqueue.standalone.ports import free_port
+from editqueue.standalone.supervisor import wait_for_http
 from tests.conftest import png_bytes
 from tests.stack import Stack
 

@@ -1,5 +1,5 @@
 """`python -m editqueue` runs the CLI."""
 
-from editqueue.cli import main
+from editqueue.cli.main import main
 
 main()

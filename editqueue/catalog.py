@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from editqueue.images import ImageConstraints
+from editqueue.infra.images import ImageConstraints
 
 ASPECT_RATIOS = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "21:9")
 RESOLUTIONS = ("1K", "2K", "4K")

@@ -12,7 +12,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_core import PydanticUseDefault
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from editqueue.netguard import Endpoint, parse_allowance
+from editqueue.infra.netguard import Endpoint, parse_allowance
 
 PROVIDERS = ("ark", "cometapi", "acedata", "kie", "vtrix")
 

@@ -21,7 +21,7 @@ from prometheus_client.core import (
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from editqueue import outbox
+from editqueue.infra import outbox
 from editqueue.tasknames import ALL_QUEUES
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
-from editqueue.webhooks import DEFAULT_JOB_EVENTS
+from editqueue.webhooks.signing import DEFAULT_JOB_EVENTS
 
 ProviderName = Literal["ark", "cometapi", "acedata", "kie", "vtrix", "sandbox"]
 JobEventType = Literal["job.started", "job.succeeded", "job.failed", "job.canceled"]

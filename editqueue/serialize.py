@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from editqueue.infra.storage import Storage
 from editqueue.models import Job, JobEvent
-from editqueue.storage import Storage
 
 
 def timestamp(value: dt.datetime | None) -> str | None:

@@ -1,12 +1,13 @@
 """Names of the worker's tasks and the queue each runs on (shared by publishers and workers)."""
 
-from editqueue.webhook_tasknames import COMPLETE_BATCH, RECOVER_ENDPOINT
-
 SUBMIT_JOB = "editqueue.submit_job"
 ADVANCE_JOB = "editqueue.advance_job"
 DELIVER_WEBHOOK = "editqueue.deliver_webhook"
 # A doorbell: hand queued jobs to workers now rather than at the next beat tick.
 DISPATCH = "editqueue.dispatch"
+# The webhook system's background tasks; the attempts they start go to `webhooks`.
+RECOVER_ENDPOINT = "editqueue.recover_webhook_endpoint"
+COMPLETE_BATCH = "editqueue.complete_batch"
 
 # Webhooks get their own queue so a slow receiver never delays job work.
 QUEUES = {

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from editqueue.errors import Conflict, NotFound
 from editqueue.ids import new_id
 from editqueue.models import ApiKey, Tenant
-from editqueue.webhooks import generate_secret
+from editqueue.webhooks.signing import generate_secret
 
 KEY_PREFIX = "eq_"
 

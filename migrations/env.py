@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from editqueue import models  # noqa: F401  (registers the tables on Base.metadata)
+from editqueue import models  # noqa: F401  (registers the tables on Base.metadata
 from editqueue.config import load_settings
 from editqueue.db import Base
 

@@ -26,7 +26,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from editqueue.config import env_flag
-from editqueue.embedded import EmbeddedPostgres, EmbeddedRedis
+from editqueue.standalone.embedded import EmbeddedPostgres, EmbeddedRedis
 
 FORCE_EMBEDDED = "EDITQUEUE_TEST_EMBEDDED"
 SYSTEM_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

@@ -20,8 +20,10 @@ import httpx
 import psycopg
 from psycopg import sql
 
-from editqueue import migrate, processes
-from editqueue.supervisor import free_port, wait_for_http
+from editqueue import migrate
+from editqueue.standalone import processes
+from editqueue.standalone.ports import free_port
+from editqueue.standalone.supervisor import wait_for_http
 
 ROOT = Path(__file__).resolve().parent.parent
 

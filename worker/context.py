@@ -9,14 +9,14 @@ import httpx
 from editqueue import tasknames
 from editqueue.config import PROVIDERS, Settings, get_settings
 from editqueue.db import make_engine, make_session_factory
-from editqueue.delayed import Delayed
-from editqueue.doorbell import Doorbell
+from editqueue.infra.delayed import Delayed
+from editqueue.infra.doorbell import Doorbell
+from editqueue.infra.netguard import Endpoint, endpoint_of, guarded_client
+from editqueue.infra.storage import open_storage
+from editqueue.jobs.pipeline import Context
 from editqueue.metrics import ProviderStats
-from editqueue.netguard import Endpoint, endpoint_of, guarded_client
-from editqueue.pipeline import Context
-from editqueue.provider_limits import Limit, ProviderLimits
+from editqueue.providers.limits import Limit, ProviderLimits
 from editqueue.providers.registry import get_provider
-from editqueue.storage import open_storage
 
 _lock = threading.Lock()
 _context: Context | None = None

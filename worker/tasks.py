@@ -5,9 +5,13 @@ from __future__ import annotations
 import functools
 import logging
 
-from editqueue import deliveries, dispatch, jobs, outbox, pipeline, tasknames
-from editqueue.lifecycle import complete_job
-from editqueue.webhooks import attempt_lease
+from editqueue import tasknames
+from editqueue.infra import outbox
+from editqueue.jobs import dispatch, pipeline
+from editqueue.jobs import states as jobs
+from editqueue.jobs.lifecycle import complete_job
+from editqueue.webhooks import delivery as deliveries
+from editqueue.webhooks.signing import attempt_lease
 from worker import context
 from worker.celery_app import app
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from editqueue import webhook_batches, webhook_replay
-from editqueue.webhook_tasknames import COMPLETE_BATCH, RECOVER_ENDPOINT
+from editqueue.tasknames import COMPLETE_BATCH, RECOVER_ENDPOINT
+from editqueue.webhooks import batches as webhook_batches
+from editqueue.webhooks import replay as webhook_replay
 from worker import context
 from worker.celery_app import app
 

@@ -27,7 +27,7 @@ import httpx
 import psutil
 import pytest
 
-from editqueue.supervisor import free_port
+from editqueue.standalone.ports import free_port
 from tests.conftest import data_url, png_bytes
 
 pytestmark = pytest.mark.slow

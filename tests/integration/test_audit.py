@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from editqueue.audit import Receipt, audit, check_storage_reachable
 from editqueue.ids import new_id
+from editqueue.infra.storage import StorageError, open_storage
+from editqueue.jobs.audit import Receipt, audit, check_storage_reachable
 from editqueue.models import Job, JobEvent
-from editqueue.storage import StorageError, open_storage
 from tests.conftest import Receiver, TenantClient, data_url, png_bytes
 from tests.stack import Stack
 

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from sqlalchemy import event, func, select
 
-from editqueue import batches
-from editqueue.jobs import NewJob
+from editqueue.jobs import batches
+from editqueue.jobs.states import NewJob
 from editqueue.models import Batch, Job, JobEvent
 from tests.conftest import TERMINAL, TenantClient, data_url, png_bytes, wait_until
 

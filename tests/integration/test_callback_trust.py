@@ -22,9 +22,10 @@ import pytest
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from editqueue import processes
 from editqueue.models import Job, JobEvent
-from editqueue.supervisor import free_port, wait_for_http
+from editqueue.standalone import processes
+from editqueue.standalone.ports import free_port
+from editqueue.standalone.supervisor import wait_for_http
 from tests.conftest import TenantClient, data_url, png_bytes, wait_until
 from tests.stack import ROOT, Stack
 

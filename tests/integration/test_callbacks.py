@@ -13,9 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from editqueue.db import make_engine, make_session_factory
-from editqueue.embedded import EmbeddedRedis
 from editqueue.models import Job
-from editqueue.supervisor import free_port
+from editqueue.standalone.embedded import EmbeddedRedis
+from editqueue.standalone.ports import free_port
 from tests.conftest import TenantClient, data_url, make_tenant, png_bytes, wait_until
 from tests.integration.test_callback_trust import (
     finished_kie_record,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from editqueue.supervisor import free_port
+from editqueue.standalone.ports import free_port
 from tests.conftest import TenantClient, png_bytes
 
 

@@ -15,7 +15,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from editqueue.embedded import EmbeddedError, EmbeddedPostgres, EmbeddedRedis
+from editqueue.standalone.embedded import EmbeddedError, EmbeddedPostgres, EmbeddedRedis
 
 
 def _gone(pid: int) -> bool:

@@ -13,9 +13,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from editqueue.db import make_engine, make_session_factory
-from editqueue.embedded import EmbeddedRedis
 from editqueue.models import Delivery, Job, JobEvent
-from editqueue.supervisor import free_port
+from editqueue.standalone.embedded import EmbeddedRedis
+from editqueue.standalone.ports import free_port
 from tests.conftest import Receiver, TenantClient, data_url, make_tenant, png_bytes, wait_until
 from tests.stack import Stack, running_stack
 

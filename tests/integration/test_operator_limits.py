@@ -9,9 +9,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from editqueue import processes
 from editqueue.db import make_engine, make_session_factory
-from editqueue.supervisor import wait_for_http
+from editqueue.standalone import processes
+from editqueue.standalone.supervisor import wait_for_http
 from tests.conftest import TenantClient, make_tenant
 from tests.stack import Stack, create_database, drop_database
 

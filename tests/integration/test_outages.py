@@ -21,8 +21,8 @@ import pytest
 
 from editqueue import migrate
 from editqueue.db import make_engine, make_session_factory
-from editqueue.embedded import EmbeddedPostgres, EmbeddedRedis
-from editqueue.supervisor import free_port
+from editqueue.standalone.embedded import EmbeddedPostgres, EmbeddedRedis
+from editqueue.standalone.ports import free_port
 from tests.conftest import Receiver, TenantClient, data_url, make_tenant, png_bytes, wait_until
 from tests.stack import Stack, running_stack
 

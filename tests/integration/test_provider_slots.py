@@ -7,9 +7,9 @@ from pathlib import Path
 from sqlalchemy import select
 
 from editqueue.db import make_engine, make_session_factory
-from editqueue.embedded import EmbeddedRedis
 from editqueue.models import Job
-from editqueue.supervisor import free_port
+from editqueue.standalone.embedded import EmbeddedRedis
+from editqueue.standalone.ports import free_port
 from tests.conftest import data_url, make_tenant, png_bytes, wait_until
 from tests.stack import running_stack
 

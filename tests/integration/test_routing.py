@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from editqueue.db import make_engine, make_session_factory
-from editqueue.embedded import EmbeddedRedis
-from editqueue.provider_limits import Limit, ProviderLimits
-from editqueue.supervisor import free_port
+from editqueue.providers.limits import Limit, ProviderLimits
+from editqueue.standalone.embedded import EmbeddedRedis
+from editqueue.standalone.ports import free_port
 from tests.conftest import TenantClient, data_url, make_tenant, png_bytes
 from tests.stack import Stack, running_stack
 

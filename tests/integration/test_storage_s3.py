@@ -15,7 +15,7 @@ import pytest
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from editqueue.storage import S3Storage, StorageError, open_storage
+from editqueue.infra.storage import S3Storage, StorageError, open_storage
 
 BUCKET = "editqueue-results"
 KEY = "tenant_1/job_x/out/0.png"

@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from editqueue.config import Settings
 from editqueue.db import make_engine, make_session_factory, transaction
-from editqueue.embedded import EmbeddedRedis
-from editqueue.heartbeat import Heartbeat
 from editqueue.ids import new_id
+from editqueue.jobs.heartbeat import Heartbeat
 from editqueue.models import Job
-from editqueue.supervisor import free_port
+from editqueue.standalone.embedded import EmbeddedRedis
+from editqueue.standalone.ports import free_port
 from editqueue.tenants import create_tenant
 from tests.conftest import TenantClient, data_url, make_tenant, png_bytes, wait_until
 from tests.integration.test_webhook_engine import _running_job

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from editqueue import jobs
 from editqueue.db import make_engine, make_session_factory, transaction
 from editqueue.ids import new_id
+from editqueue.jobs import states as jobs
 from editqueue.models import Job, Tenant
 from editqueue.tenants import create_tenant
 from tests.conftest import TenantClient, data_url, make_tenant, png_bytes

@@ -7,12 +7,12 @@ import datetime as dt
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from editqueue import lifecycle
 from editqueue.config import load_settings
 from editqueue.db import transaction
 from editqueue.ids import new_id
+from editqueue.infra.storage import open_storage
+from editqueue.jobs import lifecycle
 from editqueue.models import Batch, TenantEvent
-from editqueue.storage import open_storage
 from tests.conftest import Receiver, TenantClient, data_url, png_bytes, wait_until
 from tests.integration.test_webhook_engine import _running_job
 from tests.stack import Stack

@@ -21,18 +21,20 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
-from editqueue import deliveries, lifecycle, webhook_batches
 from editqueue.config import Settings, load_settings
 from editqueue.db import make_engine, make_session_factory, transaction
 from editqueue.ids import new_id
+from editqueue.infra.netguard import guarded_client
+from editqueue.infra.storage import open_storage
+from editqueue.jobs import lifecycle
 from editqueue.models import Batch, Delivery, DeliveryAttempt, Job, TenantEvent, WebhookEndpoint
-from editqueue.netguard import guarded_client
-from editqueue.storage import open_storage
 from editqueue.tenants import create_api_key, create_tenant
-from editqueue.webhook_fanout import Target, add_deliveries
-from editqueue.webhook_limits import TargetLimiter
-from editqueue.webhook_secrets import rotate_endpoint_secret
-from editqueue.webhooks import generate_secret
+from editqueue.webhooks import batches as webhook_batches
+from editqueue.webhooks import delivery as deliveries
+from editqueue.webhooks.fanout import Target, add_deliveries
+from editqueue.webhooks.limits import TargetLimiter
+from editqueue.webhooks.secrets import rotate_endpoint_secret
+from editqueue.webhooks.signing import generate_secret
 from tests.stack import create_database, drop_database
 
 Answer = Callable[[dict[str, str]], tuple[int, dict[str, str]]]

@@ -15,8 +15,8 @@ import httpx
 import pytest
 import standardwebhooks
 
-from editqueue.supervisor import free_port
-from editqueue.webhooks import generate_secret, sign
+from editqueue.standalone.ports import free_port
+from editqueue.webhooks.signing import generate_secret, sign
 from tests.conftest import Receiver
 
 SECRET = generate_secret()

@@ -15,16 +15,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.broker import make_publisher, make_publisher_app
-from editqueue import outbox
 from editqueue.config import load_settings
 from editqueue.db import transaction
-from editqueue.endpoints import subscribed_endpoints
 from editqueue.ids import new_id
+from editqueue.infra import outbox
+from editqueue.infra.storage import open_storage
 from editqueue.models import Delivery, Job
 from editqueue.serialize import job_to_public
-from editqueue.storage import open_storage
-from editqueue.webhook_fanout import Target, add_deliveries
-from editqueue.webhooks import event_body
+from editqueue.webhooks.endpoints import subscribed_endpoints
+from editqueue.webhooks.fanout import Target, add_deliveries
+from editqueue.webhooks.signing import event_body
 from tests.conftest import Receiver, TenantClient, wait_until
 from tests.integration.test_webhook_engine import _running_job
 from tests.stack import Stack

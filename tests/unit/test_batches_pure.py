@@ -7,14 +7,14 @@ import pytest
 from api.errors import ApiProblem
 from api.rate_limit import Decision, redis_client_url
 from api.streaming import format_event, parse_last_event_id, parse_prefer_wait
-from editqueue.batches import (
+from editqueue.cli.jobs import Item, batch_key
+from editqueue.ids import new_id
+from editqueue.jobs.batches import (
     all_queued_counts,
     merge_defaults,
     too_many_errors,
     unknown_default_fields,
 )
-from editqueue.cli_jobs import Item, batch_key
-from editqueue.ids import new_id
 from editqueue.models import JobEvent
 
 

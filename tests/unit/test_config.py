@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from editqueue.config import ConfigError, load_settings
-from editqueue.webhook_tuning import max_in_flight
+from editqueue.webhooks.limits import max_in_flight
 
 
 def test_defaults_are_usable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from editqueue.delayed import Delayed
+from editqueue.infra.delayed import Delayed
 
 
 def test_calls_run_in_due_order_and_not_early() -> None:

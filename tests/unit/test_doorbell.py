@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from editqueue.doorbell import Doorbell
+from editqueue.infra.doorbell import Doorbell
 
 
 class _Rings:

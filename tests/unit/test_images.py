@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from api.offload import run_blocking
-from editqueue.images import (
+from editqueue.infra.images import (
     ImageConstraints,
     ImageFetchError,
     InvalidImage,
@@ -31,8 +31,8 @@ from editqueue.images import (
     inspect_image,
     parse_data_url,
 )
-from editqueue.intake import InlineImages, InlineImagesTooLarge
-from editqueue.storage import LocalStorage
+from editqueue.infra.storage import LocalStorage
+from editqueue.jobs.intake import InlineImages, InlineImagesTooLarge
 
 JPEG_PNG = ImageConstraints(formats=frozenset({"JPEG", "PNG"}))
 WITH_WEBP = ImageConstraints(formats=frozenset({"JPEG", "PNG", "WEBP"}))
@@ -310,7 +310,7 @@ import io, threading, time
 import gevent
 from PIL import Image
 from api.offload import run_blocking
-from editqueue.images import ImageConstraints, inspect_image
+from editqueue.infra.images import ImageConstraints, inspect_image
 
 buffer = io.BytesIO()
 Image.new("RGB", (6000, 6000), (30, 90, 160)).save(buffer, "PNG", compress_level=1)

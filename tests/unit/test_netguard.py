@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from editqueue.netguard import (
+from editqueue.infra.netguard import (
     Endpoint,
     GuardedTransport,
     UnresolvableHost,

@@ -7,10 +7,10 @@ import pytest
 
 from api.errors import ApiProblem, field_path
 from api.jobs import decode_cursor, encode_cursor
-from editqueue import routing
 from editqueue.catalog import resolve_model
 from editqueue.ids import new_id
-from editqueue.pipeline import poll_delay, retry_delay
+from editqueue.jobs import routing
+from editqueue.jobs.pipeline import poll_delay, retry_delay
 
 
 def test_poll_delay_backs_off_with_age() -> None:

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from editqueue.storage import (
+from editqueue.infra.storage import (
     LocalStorage,
     S3Storage,
     StorageError,

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from editqueue.supervisor import (
+from editqueue.standalone.ports import free_port
+from editqueue.standalone.supervisor import (
     RestartPolicy,
     Supervisor,
-    free_port,
     wait_for_http,
     wait_for_port,
 )

@@ -10,13 +10,17 @@ import httpx
 import pytest
 import standardwebhooks
 
-from editqueue import webhook_tuning
+from editqueue.cli.listener import describe_subject
 from editqueue.models import Tenant, WebhookEndpoint
-from editqueue.webhook_limits import QUICK_SECONDS, TargetLimiter
-from editqueue.webhook_listener import describe_subject
-from editqueue.webhook_secrets import endpoint_secrets, rotate_endpoint_secret, rotate_tenant_secret
-from editqueue.webhook_sender import RESPONSE_BODY_LIMIT, parse_retry_after, post_signed
-from editqueue.webhooks import endpoint_wants, generate_secret, secrets_in_force, sign
+from editqueue.webhooks import limits as webhook_limits
+from editqueue.webhooks.limits import QUICK_SECONDS, TargetLimiter
+from editqueue.webhooks.secrets import (
+    endpoint_secrets,
+    rotate_endpoint_secret,
+    rotate_tenant_secret,
+)
+from editqueue.webhooks.sender import RESPONSE_BODY_LIMIT, parse_retry_after, post_signed
+from editqueue.webhooks.signing import endpoint_wants, generate_secret, secrets_in_force, sign
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -65,9 +69,9 @@ def test_both_signatures_verify_with_the_reference_library() -> None:
 
 def test_the_fence_is_a_quarter_of_the_threads_unless_configured() -> None:
     # Bad values of the webhook knobs stop settings loading: tests/unit/test_config.py.
-    assert webhook_tuning.max_in_flight(16) == 4
-    assert webhook_tuning.max_in_flight(2) == 1
-    assert webhook_tuning.max_in_flight(16, 3) == 3
+    assert webhook_limits.max_in_flight(16) == 4
+    assert webhook_limits.max_in_flight(2) == 1
+    assert webhook_limits.max_in_flight(16, 3) == 3
 
 
 def test_retry_after_takes_seconds_or_a_date_and_is_capped() -> None:

@@ -8,7 +8,7 @@ import time
 import pytest
 import standardwebhooks
 
-from editqueue.webhooks import event_body, generate_secret, next_delay, sign, verify
+from editqueue.webhooks.signing import event_body, generate_secret, next_delay, sign, verify
 
 
 def test_signature_verifies_with_the_standardwebhooks_library() -> None:

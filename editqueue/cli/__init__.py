@@ -1,0 +1,3 @@
+from editqueue.cli.main import main
+
+__all__ = ["main"]

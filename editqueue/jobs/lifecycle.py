@@ -1,0 +1,92 @@
+"""Ending a job: the finishing claim, its single terminal event and its webhooks, atomically.
+
+A batch job's ending also queues the check that fires `batch.completed` once the whole
+batch has ended (see `webhook_batches`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from editqueue.config import Settings
+from editqueue.errors import JobFinished
+from editqueue.infra.storage import Storage
+from editqueue.jobs import states as jobs
+from editqueue.models import Job
+from editqueue.webhooks import batches as webhook_batches
+from editqueue.webhooks.fanout import enqueue_job_event
+
+
+@dataclass
+class Finished:
+    """The job as it ended, and the outbox messages (webhooks) to publish after commit."""
+
+    job: Job
+    outbox_ids: list[int]
+
+
+def complete_job(
+    session: Session,
+    job_id: str,
+    status: str,
+    *,
+    storage: Storage,
+    settings: Settings,
+    outputs: list[dict] | None = None,
+    error: dict | None = None,
+    usage: dict | None = None,
+    from_statuses: Sequence[str] = ("running",),
+) -> Finished | None:
+    """Finish the job if nobody else has; the terminal event and deliveries go with it."""
+    job = jobs.finish(
+        session,
+        job_id,
+        status,
+        outputs=outputs,
+        error=error,
+        usage=usage,
+        from_statuses=from_statuses,
+    )
+    if job is None:
+        return None
+    detail = {"error": error} if error else {"outputs": len(job.outputs)}
+    event = jobs.record_event(session, job, jobs.TERMINAL_EVENT[status], detail, terminal=True)
+    assert event is not None  # the finishing claim always writes its terminal event
+    session.flush()
+    ids = enqueue_job_event(session, job, event, storage=storage, settings=settings)
+    ids += webhook_batches.request_completion_check(session, job)
+    return Finished(job, ids)
+
+
+def start_job(session: Session, job: Job, *, storage: Storage, settings: Settings) -> list[int]:
+    """Record that a job started; `job.started` webhooks go to subscribers who opted in."""
+    event = jobs.record_event(session, job, "job.started", {"attempt": job.attempts})
+    if event is None:  # canceled before its claim committed
+        return []
+    session.flush()
+    return enqueue_job_event(session, job, event, storage=storage, settings=settings)
+
+
+def cancel_job(
+    session: Session, tenant_id: str, job_id: str, *, storage: Storage, settings: Settings
+) -> Finished:
+    """Cancel a live job (409 job_finished if it already ended).
+
+    The row keeps `provider` and `usage` as they stand: a vendor call still in flight
+    adds its attempt to them when it returns (`jobs.note_attempt`), but no event.
+    """
+    jobs.get_job(session, tenant_id, job_id)
+    finished = complete_job(
+        session,
+        job_id,
+        "canceled",
+        storage=storage,
+        settings=settings,
+        from_statuses=("queued", "running"),
+    )
+    if finished is None:
+        raise JobFinished(f"job {job_id} has already finished")
+    return finished

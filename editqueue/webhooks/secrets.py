@@ -1,0 +1,91 @@
+"""Signing secrets: rotation with an overlap, and where and how a given delivery is signed.
+
+A rotation keeps the old secret signing next to the new one (two `v1,` signatures in one
+header, as the Standard Webhooks spec allows) for `EDITQUEUE_WEBHOOK_ROTATION_OVERLAP`
+seconds, so receivers can switch secrets without dropping a single delivery. A second
+rotation inside the overlap retires the oldest secret at once: at most two sign.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from editqueue.models import Delivery, Job, Tenant, WebhookEndpoint
+from editqueue.webhooks.signing import generate_secret, secrets_in_force
+
+
+def rotate_endpoint_secret(endpoint: WebhookEndpoint, now: dt.datetime, *, overlap: float) -> str:
+    """Give the endpoint a new secret; the old one keeps signing for `overlap` seconds."""
+    endpoint.previous_secret = endpoint.secret
+    endpoint.previous_secret_until = now + dt.timedelta(seconds=overlap)
+    endpoint.secret = generate_secret()
+    endpoint.updated_at = now
+    return endpoint.secret
+
+
+def rotate_tenant_secret(tenant: Tenant, now: dt.datetime, *, overlap: float) -> str:
+    """Give the tenant a new default secret; the old one keeps signing for `overlap` seconds."""
+    tenant.previous_webhook_secret = tenant.webhook_secret
+    tenant.previous_webhook_secret_until = now + dt.timedelta(seconds=overlap)
+    tenant.webhook_secret = generate_secret()
+    return tenant.webhook_secret
+
+
+def endpoint_secrets(endpoint: WebhookEndpoint, now: dt.datetime) -> list[str]:
+    """The secrets that sign deliveries to this endpoint now."""
+    return secrets_in_force(
+        endpoint.secret, endpoint.previous_secret, endpoint.previous_secret_until, now
+    )
+
+
+def tenant_secrets(session: Session, tenant_id: str, now: dt.datetime) -> list[str]:
+    """The secrets that sign deliveries to per-job webhook URLs of this tenant now."""
+    row = session.execute(
+        select(
+            Tenant.webhook_secret,
+            Tenant.previous_webhook_secret,
+            Tenant.previous_webhook_secret_until,
+        ).where(Tenant.id == tenant_id)
+    ).one()
+    return secrets_in_force(row[0], row[1], row[2], now)
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a delivery goes now and the secrets that sign it."""
+
+    url: str
+    secrets: list[str]
+    # The endpoint is in a run of failures (a success must clear it).
+    failing: bool = False
+
+
+def delivery_destination(
+    session: Session, delivery: Delivery, now: dt.datetime
+) -> Destination | None:
+    """The endpoint's current URL and secrets, or the job's URL and the tenant's secrets.
+
+    An endpoint delivery follows the endpoint's URL as it is now (a customer who fixed the
+    URL wants pending and recovered deliveries to go there). None when the delivery has
+    nowhere to go any more: its endpoint is disabled, or was deleted (a tenant event has
+    no per-job URL to fall back on).
+    """
+    if delivery.endpoint_id:
+        endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
+        if endpoint is None or endpoint.disabled:
+            return None
+        return Destination(
+            endpoint.url, endpoint_secrets(endpoint, now), endpoint.failing_since is not None
+        )
+    if delivery.job_id is None:
+        return None
+    # Without an endpoint, only the job's own webhook_url is a target; any other URL
+    # belonged to an endpoint since deleted (the foreign key cleared endpoint_id).
+    job_url = session.scalar(select(Job.webhook_url).where(Job.id == delivery.job_id))
+    if job_url != delivery.url:
+        return None
+    return Destination(delivery.url, tenant_secrets(session, delivery.tenant_id, now))
