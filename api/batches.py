@@ -64,10 +64,21 @@ def _validate(body: dict[str, Any]) -> tuple[BatchCreate, list[JobCreate]]:
     tags=["batches"],
     body=BatchCreate,
     headers=[IDEMPOTENCY_HEADER],
+    response_headers={200: ("Location", "Idempotent-Replayed"), 202: ("Location",)},
+    response_descriptions={
+        200: "Replay of the batch first created with this Idempotency-Key",
+        202: "Every job queued",
+    },
     responses={200: Batch, 202: Batch, 400: None, 413: None, 415: None, 422: None},
 )
 def create() -> tuple[Response, int, dict[str, str]]:
-    """Validate every item, store client bytes, insert everything in one transaction."""
+    """Create up to 1,000 jobs at once; all of them are queued, or none is.
+
+    Each item is a `POST /v1/jobs` body; `defaults` fill the fields an item lacks. Any
+    invalid item fails the whole request with a 422 naming `jobs[i].field`. The answer is
+    the Batch (202, `Location`); each job gets its own webhooks and `batch.completed` fires
+    when the last one ends. `Idempotency-Key` replays as for jobs.
+    """
     tenant_id = current_tenant_id()
     svc = services()
     body, raw = _json_object()

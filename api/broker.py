@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import redis
 from celery import Celery
 
 from editqueue.config import Settings
-from editqueue.tasknames import QUEUES
+from editqueue.tasknames import BROKER_VISIBILITY_TIMEOUT, queue_for
 
 # Keep publishing fast to fail: the outbox relay republishes anything that did not go out,
 # so a web request must never wait on a dead broker.
@@ -21,7 +22,7 @@ def make_publisher_app(settings: Settings) -> Celery:
     app.conf.broker_transport_options = {
         "socket_connect_timeout": 2,
         "socket_timeout": 5,
-        "visibility_timeout": 1800,
+        "visibility_timeout": BROKER_VISIBILITY_TIMEOUT,
     }
     app.conf.broker_connection_retry_on_startup = False
     app.conf.task_ignore_result = True
@@ -35,7 +36,7 @@ def make_publisher(app: Celery) -> Any:
         app.send_task(
             task,
             args=args,
-            queue=QUEUES.get(task, "jobs"),
+            queue=queue_for(task),
             # Without it send_task builds a result backend per greenlet (Celery keeps them
             # thread-local; building one scans entry points).
             ignore_result=True,
@@ -46,7 +47,7 @@ def make_publisher(app: Celery) -> Any:
     return publish
 
 
-def make_ping(url: str | None) -> Any:
+def make_ping(url: str | None) -> Callable[[], None]:
     """A readiness probe for the broker."""
 
     def ping() -> None:

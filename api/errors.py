@@ -113,6 +113,12 @@ def _db_message(exc: Exception) -> str:
     return f"{type(original).__name__}: {str(original).splitlines()[0][:200]}"
 
 
+def _unavailable(code: str, what: str, backend: str) -> Response:
+    """503 for a backend that is down: the client may retry in a few seconds."""
+    detail = f"{backend} is unreachable; try again shortly"
+    return problem(503, code, f"{what} unavailable", detail, headers={"Retry-After": "5"})
+
+
 def register(app: Flask) -> None:
     """Install the error handlers."""
 
@@ -163,24 +169,12 @@ def register(app: Flask) -> None:
             log.error("database error", exc_info=exc)
             return problem(500, "internal_error", "Internal error", "an unexpected error occurred")
         log.warning("database unavailable: %s", type(exc).__name__)
-        return problem(
-            503,
-            "service_unavailable",
-            "Service unavailable",
-            "the database is unreachable; try again shortly",
-            headers={"Retry-After": "5"},
-        )
+        return _unavailable("service_unavailable", "Service", "the database")
 
     @app.errorhandler(StorageError)
     def _storage(exc: StorageError) -> Response:
         log.warning("storage unavailable: %s", exc)
-        return problem(
-            503,
-            "storage_unavailable",
-            "Storage unavailable",
-            "the result store is unreachable; try again shortly",
-            headers={"Retry-After": "5"},
-        )
+        return _unavailable("storage_unavailable", "Storage", "the result store")
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

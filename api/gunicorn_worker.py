@@ -18,8 +18,10 @@ This module must not import the app: gunicorn imports it in the master, before p
 from __future__ import annotations
 
 import socket
+from typing import cast
 
 from gevent import monkey
+from gunicorn.sock import BaseSocket
 from gunicorn.workers.ggevent import GeventPyWSGIWorker
 
 from api.gunicorn_handler import ProblemHandler
@@ -33,7 +35,9 @@ class GeventWorker(GeventPyWSGIWorker):
     def patch(self) -> None:
         """Patch the standard library, then rewrap the listening sockets as gevent sockets."""
         monkey.patch_all(aggressive=False)
+        # Until now these are gunicorn's listeners; the stubs type the attribute as what
+        # this method turns them into.
+        listeners = cast("list[BaseSocket]", self.sockets)
         self.sockets = [
-            socket.socket(s.FAMILY, socket.SOCK_STREAM, fileno=s.sock.detach())
-            for s in self.sockets
+            socket.socket(s.FAMILY, socket.SOCK_STREAM, fileno=s.sock.detach()) for s in listeners
         ]

@@ -8,28 +8,30 @@ import datetime as dt
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
-from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from api import schemas_http, streaming
 from api.auth import current_tenant_id
 from api.bodies import idempotency_key, json_field, json_object
-from api.errors import ApiProblem, validation_errors
+from api.errors import ApiProblem
 from api.offload import run_blocking, run_sized
 from api.openapi import header_param, operation
 from api.params import page_limit, parse_time
 from api.state import db, db_autocommit, services
+from editqueue import schemas
 from editqueue.catalog import resolve_model
 from editqueue.infra import outbox
 from editqueue.jobs import idempotency
 from editqueue.jobs import states as jobs
 from editqueue.jobs.intake import InlineImages, Upload, build_job
 from editqueue.jobs.lifecycle import cancel_job
-from editqueue.models import JOB_STATUSES, TERMINAL_STATUSES
+from editqueue.jobs.status import TERMINAL, JobStatus
+from editqueue.models import Job
 from editqueue.schemas import (
-    Job,
     JobCreate,
     JobEventList,
     JobList,
@@ -51,7 +53,7 @@ PREFER_HEADER = header_param(
 )
 
 
-def job_json(job: Any) -> dict[str, Any]:
+def job_json(job: Job) -> dict[str, Any]:
     """A job row as the public Job object."""
     svc = services()
     return job_to_public(job, svc.storage, link_ttl=svc.settings.output_link_ttl)
@@ -72,21 +74,39 @@ _JSON_FIELDS = {
 }
 
 
+def _metadata_key(name: str) -> str | None:
+    """KEY of a `metadata[KEY]` form field, else None."""
+    if name.startswith("metadata[") and name.endswith("]"):
+        return name[len("metadata[") : -1]
+    return None
+
+
 def _multipart_body() -> tuple[dict[str, Any], list[Upload]]:
     body: dict[str, Any] = {}
+    # `metadata[run]=7` is the form spelling of {"metadata": {"run": "7"}}.
+    bracketed: dict[str, str] = {}
     for name in request.form:
         values = request.form.getlist(name)
         if name in ("images", "webhook_events"):
             body[name] = values
             continue
         value = values[-1]
-        if name in _JSON_FIELDS:
+        key = _metadata_key(name)
+        if key is not None:
+            bracketed[key] = value
+        elif name in _JSON_FIELDS:
             try:
                 body[name] = json_field(value, name)
             except ValueError:
                 body[name] = value  # let validation report the type
         else:
             body[name] = value
+    if bracketed:
+        # Merged over a JSON `metadata` field when both are sent; a non-object one stays
+        # as it is, for validation to report.
+        merged = body.get("metadata", {})
+        if isinstance(merged, dict):
+            body["metadata"] = {**merged, **bracketed}
     uploads = []
     for name in request.files:
         for index, storage in enumerate(request.files.getlist(name)):
@@ -121,41 +141,43 @@ def _older_hash(body: dict[str, Any], uploads: list[Upload], raw: bytes | None) 
     body=JobCreate,
     body_content_types=("application/json", "multipart/form-data"),
     headers=[IDEMPOTENCY_HEADER, PREFER_HEADER],
-    responses={200: Job, 202: Job, 400: None, 413: None, 415: None, 422: None},
+    response_headers={
+        200: ("Location", "Idempotent-Replayed", "Preference-Applied"),
+        202: ("Location", "Preference-Applied"),
+    },
+    response_descriptions={
+        200: "The job ended within `Prefer: wait`, or this replays an Idempotency-Key",
+        202: "Queued (or still running when `Prefer: wait` ran out)",
+    },
+    responses={200: schemas.Job, 202: schemas.Job, 400: None, 413: None, 415: None, 422: None},
 )
 def create() -> tuple[Response, int, dict[str, str]]:
-    """Validate, store client bytes, insert the job, ring the dispatcher after commit."""
+    """Validate the body, store the input images and queue the job for a vendor.
+
+    JSON or multipart/form-data (images as `image` file parts). The answer is the Job, 202
+    with `Location`; it then runs in the background (follow it with GET, its events, or a
+    webhook). `Prefer: wait=N` (1–60) holds the answer until the job ends or N seconds pass:
+    200 with the final Job, else 202. With an `Idempotency-Key`, the same key and body
+    answer the original job (200, `Idempotent-Replayed: true`); the same key with another
+    body is a 422 `idempotency_key_reused`. Limits per model come from `GET /v1/models`.
+    """
     tenant_id = current_tenant_id()
     svc = services()
     wait = streaming.parse_prefer_wait(request.headers.get("Prefer"))
-    mimetype = request.mimetype
-    raw: bytes | None = None
-    if mimetype == "application/json":
-        body, raw = json_object()
-        uploads: list[Upload] = []
-    elif mimetype == "multipart/form-data":
-        body, uploads = _multipart_body()
-    else:
-        raise ApiProblem(
-            415, "send application/json or multipart/form-data", code="unsupported_media_type"
-        )
+    body, uploads, raw = _create_body()
     key = idempotency_key()
     # Serializing and hashing megabytes of data URLs takes a while: off the event loop.
     size = request.content_length or 0
     request_hash = run_sized(size, idempotency.request_hash, body, *(u.data for u in uploads))
     # insert_job writes the job and its first event in one statement.
     session = db_autocommit()
-    if key:
-        existing = jobs.find_by_idempotency_key(session, tenant_id, key)
-        if existing is not None:
-            jobs.check_replay(existing, request_hash, _older_hash(body, uploads, raw))
-            return _replayed(existing)
-    try:
-        spec = JobCreate.model_validate(body)
-    except ValidationError as exc:
-        errors = validation_errors(exc)
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-        raise ApiProblem(422, detail, errors=errors) from None
+    earlier = _earlier_job(
+        session, tenant_id, key, request_hash, lambda: _older_hash(body, uploads, raw)
+    )
+    if earlier is not None:
+        return _replayed(earlier)
+    # A pydantic ValidationError becomes the 422 of api/errors.py.
+    spec = JobCreate.model_validate(body)
     new = build_job(
         spec,
         tenant_id=tenant_id,
@@ -171,18 +193,59 @@ def create() -> tuple[Response, int, dict[str, str]]:
     if created.replayed:
         return _replayed(created.job)
     svc.ring_dispatcher()
-    headers = {"Location": f"/v1/jobs/{created.job.id}"}
     if wait is None:
-        return jsonify(job_json(created.job)), 202, headers
+        return jsonify(job_json(created.job)), 202, _location(created.job)
     session.close()  # hand the connection back while we wait
-    job = streaming.wait_for_job(svc.sessions, created.job.id, wait)
-    headers["Preference-Applied"] = f"wait={wait}"
-    status = 200 if job.status in TERMINAL_STATUSES else 202
-    return jsonify(job_json(job)), status, headers
+    return _waited(created.job, wait)
 
 
-def _replayed(job: Any) -> tuple[Response, int, dict[str, str]]:
-    headers = {"Idempotent-Replayed": "true", "Location": f"/v1/jobs/{job.id}"}
+def _create_body() -> tuple[dict[str, Any], list[Upload], bytes | None]:
+    """The create body, its uploaded files, and (JSON only) the raw bytes as sent."""
+    if request.mimetype == "application/json":
+        body, raw = json_object()
+        return body, [], raw
+    if request.mimetype == "multipart/form-data":
+        body, uploads = _multipart_body()
+        return body, uploads, None
+    raise ApiProblem(
+        415, "send application/json or multipart/form-data", code="unsupported_media_type"
+    )
+
+
+def _earlier_job(
+    session: Session,
+    tenant_id: str,
+    key: str | None,
+    request_hash: str,
+    older_hash: Callable[[], str],
+) -> Job | None:
+    """The job an earlier request with this Idempotency-Key created, if any.
+
+    The same body replays that job; another body is refused (422
+    idempotency_key_reused). `older_hash` is only computed when there is an earlier job.
+    """
+    if not key:
+        return None
+    earlier = jobs.find_by_idempotency_key(session, tenant_id, key)
+    if earlier is None:
+        return None
+    return jobs.check_replay(earlier, request_hash, older_hash())
+
+
+def _location(job: Job) -> dict[str, str]:
+    return {"Location": f"/v1/jobs/{job.id}"}
+
+
+def _waited(job: Job, wait: int) -> tuple[Response, int, dict[str, str]]:
+    """`Prefer: wait=N`: the job once it ended (200) or N seconds passed (202)."""
+    ended = streaming.wait_for_job(services().sessions, job.id, wait)
+    headers = {**_location(job), "Preference-Applied": f"wait={wait}"}
+    status = 200 if ended.status in TERMINAL else 202
+    return jsonify(job_json(ended)), status, headers
+
+
+def _replayed(job: Job) -> tuple[Response, int, dict[str, str]]:
+    headers = {"Idempotent-Replayed": "true", **_location(job)}
     return jsonify(job_json(job)), 200, headers
 
 
@@ -190,9 +253,13 @@ def _replayed(job: Any) -> tuple[Response, int, dict[str, str]]:
 
 
 @bp.get("/<job_id>")
-@operation("Get a job", tags=["jobs"], responses={200: Job, 404: None})
+@operation("Get a job", tags=["jobs"], responses={200: schemas.Job, 404: None})
 def get(job_id: str) -> Response:
-    """One job, with fresh signed output links."""
+    """One job of this tenant, with freshly signed output links.
+
+    Output `url`s expire at their `expires_at` (EDITQUEUE_OUTPUT_LINK_TTL); each GET signs new
+    ones. Another tenant's job id answers 404, as an unknown one does.
+    """
     job = jobs.get_job(db(), current_tenant_id(), job_id)
     return jsonify(job_json(job))
 
@@ -228,12 +295,12 @@ def _filters() -> jobs.JobFilter:
     statuses: list[str] = []
     for value in request.args.getlist("status"):
         statuses.extend(s.strip() for s in value.split(",") if s.strip())
-    unknown = [s for s in statuses if s not in JOB_STATUSES]
+    unknown = [s for s in statuses if s not in tuple(JobStatus)]
     if unknown:
         raise ApiProblem(
             422,
             f"unknown status {unknown[0]!r}",
-            errors=[{"field": "status", "message": f"one of {', '.join(JOB_STATUSES)}"}],
+            errors=[{"field": "status", "message": f"one of {', '.join(JobStatus)}"}],
         )
     model = request.args.get("model")
     if model is not None:
@@ -262,7 +329,12 @@ def _filters() -> jobs.JobFilter:
     query=schemas_http.LIST_JOBS_QUERY,
 )
 def list_() -> Response:
-    """Cursor-paged history with filters."""
+    """This tenant's jobs, newest first, cursor-paged and filtered.
+
+    Filters combine with AND: `status` (comma list), `model`, `provider`, `batch_id`, a
+    creation-time window and `metadata[KEY]=VALUE` pairs. Pass `next_cursor` as `cursor`
+    for the next page; pages are stable while new jobs arrive.
+    """
     limit = page_limit()
     cursor = request.args.get("cursor")
     before = decode_cursor(cursor) if cursor else None
@@ -274,9 +346,13 @@ def list_() -> Response:
 
 
 @bp.post("/<job_id>/cancel")
-@operation("Cancel a job", tags=["jobs"], responses={200: Job, 404: None, 409: None})
+@operation("Cancel a job", tags=["jobs"], responses={200: schemas.Job, 404: None, 409: None})
 def cancel(job_id: str) -> Response:
-    """Cancel a live job; late vendor results are discarded."""
+    """Cancel a queued or running job: it ends `canceled` and its webhooks fire.
+
+    A late result from the vendor is discarded. A job that already ended answers 409
+    `job_finished`.
+    """
     svc = services()
     session = db()
     finished = cancel_job(
@@ -287,15 +363,7 @@ def cancel(job_id: str) -> Response:
     return jsonify(job_json(finished.job))
 
 
-SSE_CONTENT = {
-    "text/event-stream": {
-        "schema": {"type": "string"},
-        "description": "With Accept: text/event-stream: every event so far (after "
-        "Last-Event-ID), then one event per new one; the stream closes after the terminal "
-        "event. Each message has `id` (the event id), `event` (its type) and `data` (the "
-        "JobEvent as JSON).",
-    }
-}
+SSE_CONTENT = {"text/event-stream": {"schema": {"type": "string"}}}
 LAST_EVENT_ID_HEADER = header_param(
     "Last-Event-ID",
     {"type": "string"},
@@ -312,7 +380,13 @@ LAST_EVENT_ID_HEADER = header_param(
     extra_content={200: SSE_CONTENT},
 )
 def events(job_id: str) -> Response:
-    """Every state change, attempt, poll outcome and delivery, in order."""
+    """The job's audit trail: every state change, attempt, poll outcome and delivery, in order.
+
+    As JSON by default. With `Accept: text/event-stream`: a server-sent event stream of every
+    event so far (after `Last-Event-ID`), then one message per new event; it closes after
+    the terminal event. Each message has `id` (the event id), `event` (its type) and `data`
+    (the JobEvent as JSON).
+    """
     session = db()
     job = jobs.get_job(session, current_tenant_id(), job_id)
     wanted = request.accept_mimetypes.best_match(["application/json", "text/event-stream"])

@@ -23,7 +23,7 @@ class Services:
     sessions: sessionmaker[Session]
     storage: Storage
     publisher: Publisher
-    broker_ping: object  # () -> None, raises when the broker is unreachable
+    broker_ping: Callable[[], None]  # raises when the broker is unreachable
     ring_dispatcher: Callable[[], None]  # a debounced hint; never raises
 
 

@@ -33,6 +33,7 @@ from editqueue.db import make_engine, make_session_factory, transaction
 from editqueue.ids import new_id
 from editqueue.infra.storage import open_storage
 from editqueue.jobs.audit import Receipt, Violation, audit
+from editqueue.jobs.status import TERMINAL
 from editqueue.models import Delivery
 from editqueue.standalone.embedded import EmbeddedRedis
 from editqueue.standalone.ports import free_port
@@ -41,7 +42,6 @@ from tests import servers
 from tests.conftest import data_url, png_bytes
 from tests.stack import Stack, create_database, drop_database
 
-TERMINAL = ("succeeded", "failed", "canceled")
 # Faults a job carries itself (every request of that job sees them).
 JOB_FAULTS: list[dict[str, Any] | None] = [
     None,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any, cast
 
-from sqlalchemy import MetaData, create_engine
+from sqlalchemy import CursorResult, MetaData, Result, create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -35,6 +36,12 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engi
         pool_recycle=1800,
         connect_args={"connect_timeout": 5},
     )
+
+
+def affected_rows(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE matched: `Session.execute` types its result as a plain
+    `Result`, but for DML it is a `CursorResult`, which carries the count."""
+    return cast(CursorResult[Any], result).rowcount or 0
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -27,7 +27,8 @@ class InvalidRequest(EditqueueError):
 
 
 class InvalidImageError(InvalidRequest):
-    """An input image the client sent breaks the model's constraints."""
+    """An input image the client sent breaks the model's constraints (the 422 a failed image
+    check, `infra.images.ImageRejected`, becomes)."""
 
     code = "invalid_image"
     title = "Invalid image"

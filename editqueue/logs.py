@@ -1,4 +1,12 @@
-"""Structured JSON logs carrying the job, tenant and provider being worked on."""
+"""Structured JSON logs carrying the job, tenant and provider being worked on.
+
+Our own records say a stable dotted event key as their message and carry their values as
+fields, so a log search matches the key whatever the values:
+
+    log.warning("job.submit.vendor_failed", extra=logs.fields(provider=name, code=exc.code))
+
+docs/operations.md ("Log events") lists the keys.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +30,11 @@ _SIGNED_QUERY = re.compile(
     r"\?(?:[^\s?#\"']*&)?(?:sig|signature|x-amz-signature)=[^\s#\"']*", re.IGNORECASE
 )
 REDACTED = "<redacted>"
+# Where `fields` puts an event's values on the record: one attribute of our own, so a field
+# can never clash with (or overwrite) a LogRecord attribute such as `name` or `args`.
+FIELDS_ATTR = "event_fields"
+# A stable event key: lower-case dotted words, e.g. `job.submit.vendor_failed`.
+EVENT_KEY = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+")
 
 
 def redact(text: str) -> str:
@@ -29,6 +42,21 @@ def redact(text: str) -> str:
     text = _SECRETS.sub(lambda m: m.group(0)[:6] + "…[redacted]", text)
     text = _CALLBACK_TOKEN.sub(lambda m: m.group(1) + REDACTED, text)
     return _SIGNED_QUERY.sub("?" + REDACTED, text)
+
+
+def fields(**values: object) -> dict[str, dict[str, object]]:
+    """The `extra=` of an event record: its structured values (None values are left out)."""
+    return {FIELDS_ATTR: {k: v for k, v in values.items() if v is not None}}
+
+
+def event_fields(record: logging.LogRecord) -> dict[str, object]:
+    """The structured values `fields` attached to the record (empty for other records)."""
+    found = getattr(record, FIELDS_ATTR, None)
+    return found if isinstance(found, dict) else {}
+
+
+def _redact_value(value: object) -> object:
+    return redact(value) if isinstance(value, str) else value
 
 
 class RedactingFilter(logging.Filter):
@@ -46,6 +74,8 @@ class RedactingFilter(logging.Filter):
             return True  # a broken format string: logging's own error report shows it
         record.msg = redact(message)
         record.args = None
+        if values := event_fields(record):
+            setattr(record, FIELDS_ATTR, {k: _redact_value(v) for k, v in values.items()})
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
@@ -73,7 +103,7 @@ def bind(**fields: str | None) -> None:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, context, exception."""
+    """One JSON object per line: time, level, logger, message, context, fields, exception."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -84,10 +114,41 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": redact(record.getMessage()),
         }
+        core = set(entry)
         entry.update(_context.get({}))
+        # An event's own value (say its provider) is more precise than the bound context's.
+        entry.update(
+            {k: _redact_value(v) for k, v in event_fields(record).items() if k not in core}
+        )
         if record.exc_info:
             entry["exception"] = redact(self.formatException(record.exc_info))
-        return json.dumps(entry, ensure_ascii=False)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """`LEVEL: logger: message` lines; events read `LEVEL: event.key name=value …`.
+
+    The level leads, so standalone's quiet terminal can pick out warnings and errors; an
+    event's key already says where it comes from, so its logger's name is left out.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("%(levelname)s: %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """The line without its traceback (which `format` appends)."""
+        if not EVENT_KEY.fullmatch(record.message):
+            return super().formatMessage(record)
+        pairs = (f"{k}={_text_value(v)}" for k, v in event_fields(record).items())
+        return " ".join((f"{record.levelname}: {redact(record.message)}", *pairs))
+
+
+def _text_value(value: object) -> str:
+    text = redact(str(value))
+    # Quoted when it would otherwise run into the next pair or look like nothing.
+    if not text or any(c.isspace() or c in "=\"'" for c in text):
+        return json.dumps(text, ensure_ascii=False)
+    return text
 
 
 _REDACTING = RedactingFilter()
@@ -101,8 +162,7 @@ def configure(level: str = "INFO", *, json_logs: bool = True) -> None:
     if json_logs:
         handler.setFormatter(JsonFormatter())
     else:
-        # The level leads, so standalone's quiet terminal can pick out warnings and errors.
-        handler.setFormatter(logging.Formatter("%(levelname)s: %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

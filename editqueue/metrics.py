@@ -140,7 +140,7 @@ class _Collector:
             for queue in ALL_QUEUES:
                 depth.add_metric([queue], client.llen(queue))
             for key, value in client.hgetall(_CALLS).items():
-                provider, op, outcome = key.decode().split("|")
+                provider, op, outcome = _text(key).split("|")
                 calls.add_metric([provider, op, outcome], int(value))
             for (provider, op), (buckets, total) in _histograms(client.hgetall(_LATENCY)).items():
                 latency.add_metric([provider, op], buckets=buckets, sum_value=total)
@@ -152,12 +152,17 @@ class _Collector:
         return [depth, calls, latency]
 
 
+def _text(value: bytes | str) -> str:
+    """A Redis reply as text (this client does not decode replies, but its typing allows it)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _histograms(
-    raw: dict[bytes, bytes],
+    raw: dict[bytes | str, bytes | str],
 ) -> dict[tuple[str, str], tuple[list[tuple[str, float]], float]]:
     series: dict[tuple[str, str], dict[str, float]] = {}
     for key, value in raw.items():
-        provider, op, bound = key.decode().split("|")
+        provider, op, bound = _text(key).split("|")
         series.setdefault((provider, op), {})[bound] = float(value)
     out = {}
     for labels, values in series.items():
@@ -170,5 +175,5 @@ def _histograms(
 def render(sessions: sessionmaker[Session], redis_url: str | None) -> bytes:
     """The Prometheus text exposition of every metric."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(sessions, redis_url))  # type: ignore[arg-type]
+    registry.register(_Collector(sessions, redis_url))
     return generate_latest(registry)

@@ -23,18 +23,19 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from editqueue.db import Base
+from editqueue.jobs.status import TERMINAL, DeliveryState, JobStage, JobStatus
 
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
-TERMINAL_STATUSES = ("succeeded", "failed", "canceled")
-# Where a running job is: being submitted, waiting on a vendor task, or storing results.
-JOB_STAGES = ("submit", "wait", "store")
-DELIVERY_STATES = ("pending", "succeeded", "failed")
+# Kept for importers of the tuples; the vocabularies live in editqueue.jobs.status.
+JOB_STATUSES: tuple[str, ...] = tuple(JobStatus)
+TERMINAL_STATUSES: tuple[str, ...] = TERMINAL
+JOB_STAGES: tuple[str, ...] = tuple(JobStage)
+DELIVERY_STATES: tuple[str, ...] = tuple(DeliveryState)
 
 Timestamp = DateTime(timezone=True)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
 class Tenant(Base):
@@ -49,6 +50,8 @@ class Tenant(Base):
     previous_webhook_secret_until: Mapped[dt.datetime | None] = mapped_column(Timestamp)
     # Jobs running at once for this tenant; None = the deployment default.
     max_running_jobs: Mapped[int | None] = mapped_column(Integer)
+    # Requests per second for each of its keys that sets none; None = the deployment default.
+    rate_limit: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, server_default=func.now())
 
 
@@ -111,6 +114,11 @@ class Job(Base):
     outputs: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # The routing's record of vendor attempts (editqueue/jobs/attempts.py); the public
+    # `usage.attempts` is built from it. Older rows keep theirs in `usage` instead.
+    attempt_log: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, default=list, server_default=text("'[]'::jsonb")
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     meta: Mapped[dict[str, str]] = mapped_column("metadata", JSONB, default=dict)
     webhook_url: Mapped[str | None] = mapped_column(Text)

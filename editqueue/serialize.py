@@ -1,4 +1,4 @@
-"""Rows to the public JSON shapes of API.md (shared by the API and webhook payloads)."""
+"""Rows to the public JSON shapes (shared by the API and webhook payloads)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from editqueue.infra.storage import Storage
+from editqueue.jobs.attempts import attempt_log
 from editqueue.models import Job, JobEvent
 
 
@@ -45,6 +46,14 @@ def _output(item: dict[str, Any], storage: Storage, ttl: int) -> dict[str, Any]:
     }
 
 
+def public_usage(job: Job) -> dict[str, Any] | None:
+    """The Job's `usage`: what the vendor reported, with `attempts` from the attempt log."""
+    attempts = attempt_log(job)
+    if not attempts:
+        return job.usage
+    return {**(job.usage if isinstance(job.usage, dict) else {}), "attempts": attempts}
+
+
 def job_to_public(job: Job, storage: Storage, *, link_ttl: int) -> dict[str, Any]:
     """The Job object, with fresh signed links to the stored inputs and outputs."""
     return {
@@ -63,7 +72,7 @@ def job_to_public(job: Job, storage: Storage, *, link_ttl: int) -> dict[str, Any
         "metadata": job.meta,
         "webhook_url": job.webhook_url,
         "webhook_events": job.webhook_events,
-        "usage": job.usage,
+        "usage": public_usage(job),
         "created_at": timestamp(job.created_at),
         "started_at": timestamp(job.started_at),
         "completed_at": timestamp(job.completed_at),

@@ -28,7 +28,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from sandbox.faults import Fault
 from sandbox.imaging import ark_adaptive_size
-from sandbox.inputs import InputImageError, LoadedImage, check_dimensions, load_image
+from sandbox.inputs import InputImageError, LoadedImage, load_edit_inputs
 from sandbox.state import Sandbox
 from sandbox.timed_tasks import TaskTable, TimedTask, ensure_rendered, render_ahead
 from sandbox.vendor import (
@@ -270,15 +270,13 @@ def _load_images(body: dict[str, Any], seedream: bool, fetch_timeout: float) -> 
     if len(refs) > (SEEDREAM_MAX_REFERENCES if seedream else 1):
         raise AceError("bad_request", "too many images for this model.")
     formats = INPUT_FORMATS if seedream else SEEDEDIT_FORMATS
-    loaded = []
-    for index, ref in enumerate(refs):
-        try:
-            image = load_image(ref, allowed_formats=formats, timeout=fetch_timeout)
-            check_dimensions(image.info)
-        except InputImageError as exc:
-            raise AceError("bad_request", f"image[{index}] is invalid: {exc}") from None
-        loaded.append(image)
-    return loaded
+    return load_edit_inputs(
+        refs, allowed_formats=formats, timeout=fetch_timeout, refuse=_image_error
+    )
+
+
+def _image_error(exc: InputImageError, index: int) -> AceError:
+    return AceError("bad_request", f"image[{index}] is invalid: {exc}")
 
 
 def _seedream_outputs(body: dict[str, Any]) -> int:

@@ -16,7 +16,7 @@ from flask import Blueprint, Response, jsonify, request
 from sandbox.faults import Fault
 from sandbox.generations import Edit, render_answer
 from sandbox.imaging import ark_adaptive_size
-from sandbox.inputs import InputImageError, LoadedImage, check_dimensions, load_image
+from sandbox.inputs import InputImageError, LoadedImage, load_edit_inputs
 from sandbox.state import Sandbox
 from sandbox.vendor import (
     SEED_MAX,
@@ -201,18 +201,12 @@ def _load_images(value: Any, seedream: bool, fetch_timeout: float) -> list[Loade
     if len(refs) > SEEDREAM_MAX_REFERENCES or not all(isinstance(r, str) for r in refs):
         raise _invalid("image")
     formats = SEEDREAM_FORMATS if seedream else SEEDEDIT_FORMATS
-    loaded = []
-    for ref in refs:
-        try:
-            image = load_image(ref, allowed_formats=formats, timeout=fetch_timeout)
-            check_dimensions(image.info)
-        except InputImageError as exc:
-            raise _image_error(exc) from None
-        loaded.append(image)
-    return loaded
+    return load_edit_inputs(
+        refs, allowed_formats=formats, timeout=fetch_timeout, refuse=_image_error
+    )
 
 
-def _image_error(exc: InputImageError) -> ArkError:
+def _image_error(exc: InputImageError, index: int) -> ArkError:
     if exc.reason == "oversized":
         return ArkError(400, "InvalidParameter.OversizedImage", str(exc), param="image")
     if exc.reason == "format":

@@ -28,7 +28,7 @@ from werkzeug.datastructures import FileStorage
 from sandbox.faults import BODY_FIELD, Fault
 from sandbox.generations import Edit, render_answer
 from sandbox.imaging import ark_adaptive_size
-from sandbox.inputs import InputImageError, LoadedImage, check_dimensions, load_image
+from sandbox.inputs import InputImageError, LoadedImage, load_edit_inputs
 from sandbox.state import Sandbox
 from sandbox.vendor import (
     SEED_MAX,
@@ -185,20 +185,14 @@ def _load_images(seedream: bool, fetch_timeout: float) -> list[LoadedImage]:
         raise CometError(400, "image is required")
     if len(parts) > (SEEDREAM_MAX_REFERENCES if seedream else 1):
         raise _invalid("image")
-    loaded = []
-    for part in parts:
-        # The shared loader reads data URLs; a file part is the same bytes without the text.
-        data_url = f"data:image/png;base64,{base64.b64encode(part.read()).decode()}"
-        try:
-            image = load_image(data_url, allowed_formats=INPUT_FORMATS, timeout=fetch_timeout)
-            check_dimensions(image.info)
-        except InputImageError as exc:
-            raise _image_error(exc) from None
-        loaded.append(image)
-    return loaded
+    # The shared loader reads data URLs; a file part is the same bytes without the text.
+    refs = [f"data:image/png;base64,{base64.b64encode(part.read()).decode()}" for part in parts]
+    return load_edit_inputs(
+        refs, allowed_formats=INPUT_FORMATS, timeout=fetch_timeout, refuse=_image_error
+    )
 
 
-def _image_error(exc: InputImageError) -> CometError:
+def _image_error(exc: InputImageError, index: int) -> CometError:
     """The upstream's image refusal, relayed with its code."""
     code = {
         "oversized": "InvalidParameter.OversizedImage",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+from collections.abc import Callable, Sequence
 
 import httpx
 
@@ -56,6 +57,26 @@ def check_dimensions(info: ImageInfo) -> None:
         raise InputImageError("dimensions", "image width and height must be greater than 14 px")
     if not 1 / 3 < info.width / info.height < 3:
         raise InputImageError("dimensions", "image aspect ratio must be within (1/3, 3)")
+
+
+def load_edit_inputs(
+    refs: Sequence[str],
+    *,
+    allowed_formats: frozenset[str],
+    timeout: float,
+    refuse: Callable[[InputImageError, int], Exception],
+) -> list[LoadedImage]:
+    """Load each input and apply Ark's geometry rules; the first refusal is raised as
+    `refuse(error, index)`, the vendor's own error."""
+    loaded = []
+    for index, ref in enumerate(refs):
+        try:
+            image = load_image(ref, allowed_formats=allowed_formats, timeout=timeout)
+            check_dimensions(image.info)
+        except InputImageError as exc:
+            raise refuse(exc, index) from None
+        loaded.append(image)
+    return loaded
 
 
 def _decode_data_url(ref: str) -> bytes:

@@ -28,7 +28,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from sandbox.faults import BODY_FIELD, Fault
 from sandbox.imaging import ark_adaptive_size
-from sandbox.inputs import InputImageError, LoadedImage, check_dimensions, load_image
+from sandbox.inputs import InputImageError, LoadedImage, load_edit_inputs
 from sandbox.state import Sandbox
 from sandbox.timed_tasks import TaskTable, TimedTask, ensure_rendered, render_ahead
 from sandbox.vendor import (
@@ -225,13 +225,15 @@ def _load_image(value: Any, fetch_timeout: float) -> LoadedImage:
         raise model_error(3014003, "Missing image")
     if not value.startswith(("data:", "http://", "https://")):
         value = f"data:image/png;base64,{value}"  # bare Base64, as the doc allows
-    try:
-        image = load_image(value, allowed_formats=INPUT_FORMATS, timeout=fetch_timeout)
-        check_dimensions(image.info)
-    except InputImageError as exc:
-        code = 3014006 if exc.reason in ("oversized", "dimensions") else 3014005
-        raise model_error(code, f"Invalid image: {exc}") from None
+    [image] = load_edit_inputs(
+        [value], allowed_formats=INPUT_FORMATS, timeout=fetch_timeout, refuse=_image_error
+    )
     return image
+
+
+def _image_error(exc: InputImageError, index: int) -> VtrixError:
+    code = 3014006 if exc.reason in ("oversized", "dimensions") else 3014005
+    return model_error(code, f"Invalid image: {exc}")
 
 
 def _output_size(value: Any, image: LoadedImage) -> tuple[int, int]:

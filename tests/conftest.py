@@ -21,12 +21,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from editqueue.db import make_engine, make_session_factory, transaction
 from editqueue.ids import new_id
+from editqueue.jobs.status import TERMINAL
 from editqueue.tenants import create_api_key, create_tenant
 from tests import servers
 from tests.stack import Stack, create_database, drop_database
-
-TERMINAL = ("succeeded", "failed", "canceled")
-
 
 # -- servers and the stack ------------------------------------------------------------------
 

@@ -1,15 +1,13 @@
-"""The Celery app, configured for at-least-once delivery on Redis (see celery-notes.md §8)."""
+"""The Celery app, configured for at-least-once delivery on Redis (late acks, prefetch 1)."""
 
 from __future__ import annotations
 
 from celery import Celery
 from celery.signals import setup_logging, worker_process_init
 
-from editqueue import logs
+from editqueue import logs, tasknames
 from editqueue.config import get_settings
-from editqueue.tasknames import QUEUES
-
-VISIBILITY_TIMEOUT = 1800
+from editqueue.tasknames import BROKER_VISIBILITY_TIMEOUT
 
 
 def make_celery() -> Celery:
@@ -21,7 +19,7 @@ def make_celery() -> Celery:
         include=["worker.tasks", "worker.webhook_tasks"],
     )
     transport = {
-        "visibility_timeout": VISIBILITY_TIMEOUT,
+        "visibility_timeout": BROKER_VISIBILITY_TIMEOUT,
         "max_connections": 2 * settings.worker_concurrency + 10,
         "socket_connect_timeout": 5,
         "socket_timeout": 30,
@@ -31,6 +29,7 @@ def make_celery() -> Celery:
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,  # the jobs.attempts counter bounds redelivery loops
+        # No task_time_limit: the threads pool ignores time limits (see editqueue.tasknames).
         worker_prefetch_multiplier=1,
         # The threads pool cannot cancel a running task (Celery 5.6 crashes the worker trying
         # on a broker loss); none needs it: a task redelivered meanwhile finds its lease gone.
@@ -40,19 +39,15 @@ def make_celery() -> Celery:
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         broker_transport_options=transport,
-        result_backend_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
-        visibility_timeout=VISIBILITY_TIMEOUT,
-        task_routes={name: {"queue": queue} for name, queue in QUEUES.items()},
-        task_default_queue="maintenance",
+        result_backend_transport_options={"visibility_timeout": BROKER_VISIBILITY_TIMEOUT},
+        visibility_timeout=BROKER_VISIBILITY_TIMEOUT,
+        # The same rule as the API's publisher (api/broker.py): tasknames.queue_for.
+        task_routes={name: {"queue": queue} for name, queue in tasknames.QUEUES.items()},
+        task_default_queue=tasknames.DEFAULT_QUEUE,
         worker_hijack_root_logger=False,
         beat_schedule={
-            "dispatch": {"task": "editqueue.dispatch", "schedule": 1.0},
-            "sweep-jobs": {"task": "editqueue.sweep_jobs", "schedule": 1.0},
-            "sweep-deliveries": {"task": "editqueue.sweep_deliveries", "schedule": 1.0},
-            "relay-outbox": {"task": "editqueue.relay_outbox", "schedule": 2.0},
-            # Ends jobs at their deadline (it looks one run ahead, see worker.tasks.reap).
-            "reap": {"task": "editqueue.reap", "schedule": 1.0},
-            "prune-outbox": {"task": "editqueue.prune_outbox", "schedule": 3600.0},
+            entry: {"task": task, "schedule": seconds}
+            for entry, task, seconds in tasknames.BEAT_SCHEDULE
         },
         # Beat ticks are cheap and idempotent; a stale one is worthless.
         beat_max_loop_interval=1.0,

@@ -12,10 +12,10 @@ from editqueue.db import make_engine, make_session_factory
 from editqueue.infra.delayed import Delayed
 from editqueue.infra.doorbell import Doorbell
 from editqueue.infra.netguard import Endpoint, endpoint_of, guarded_client
-from editqueue.infra.storage import open_storage
+from editqueue.infra.storage import open_configured_storage
 from editqueue.jobs.pipeline import Context
 from editqueue.metrics import ProviderStats
-from editqueue.providers.limits import Limit, ProviderLimits
+from editqueue.providers.limits import Limit, open_limits
 from editqueue.providers.registry import get_provider
 
 _lock = threading.Lock()
@@ -70,11 +70,7 @@ def _build() -> Context:
     return Context(
         settings=settings,
         sessions=make_session_factory(engine),
-        storage=open_storage(
-            settings.effective_storage_url,
-            public_url=settings.public_url,
-            signing_key=settings.signing_key,
-        ),
+        storage=open_configured_storage(settings),
         publisher=_publisher,
         provider=lambda name: get_provider(name, settings),
         # Vendor result links pass the same guard as user URLs, but with the configured vendor
@@ -84,7 +80,9 @@ def _build() -> Context:
             vendor_endpoints(settings), timeout=timeout, limits=limits, follow_redirects=True
         ),
         user_urls=guarded_client(settings.allow_private_urls, timeout=timeout),
-        limits=ProviderLimits(
+        # EDITQUEUE_PROVIDER_LIMITS picks Redis (shared by every worker) or this process's memory.
+        limits=open_limits(
+            settings.provider_limits,
             settings.redis_url,
             {p: Limit(*settings.provider_limit(p)) for p in PROVIDERS},
             failure_threshold=settings.provider_failure_threshold,

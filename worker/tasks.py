@@ -9,7 +9,7 @@ from editqueue import tasknames
 from editqueue.infra import outbox
 from editqueue.jobs import dispatch, pipeline
 from editqueue.jobs import states as jobs
-from editqueue.jobs.lifecycle import complete_job
+from editqueue.jobs.lifecycle import expire_job as expire
 from editqueue.webhooks import delivery as deliveries
 from editqueue.webhooks.signing import attempt_lease
 from worker import context
@@ -52,25 +52,15 @@ def deliver_webhook(delivery_id: str, lease_id: str) -> None:
 def dispatch_jobs() -> int:
     """Hand the next fair share of queued jobs to workers."""
     ctx = context.get()
-    with ctx.sessions() as session, session.begin():
-        ids = dispatch.dispatch(
-            session,
-            window=ctx.settings.dispatch_window,
-            default_cap=ctx.settings.tenant_max_running,
-        )
-    sent = 0
-    try:
-        for job_id in ids:
-            ctx.publisher(tasknames.SUBMIT_JOB, [job_id])
-            sent += 1
-    finally:
-        if sent < len(ids):
-            with ctx.sessions() as session, session.begin():
-                dispatch.undispatch(session, ids[sent:])
-    return sent
+    return dispatch.dispatch_and_publish(
+        ctx.sessions,
+        ctx.publisher,
+        window=ctx.settings.dispatch_window,
+        default_cap=ctx.settings.tenant_max_running,
+    )
 
 
-@app.task(name="editqueue.sweep_jobs")
+@app.task(name=tasknames.SWEEP_JOBS)
 def sweep_jobs() -> int:
     """Hand out jobs whose timer came; a lost message only costs one lease period."""
     ctx = context.get()
@@ -89,7 +79,7 @@ def sweep_jobs() -> int:
     return len(due)
 
 
-@app.task(name="editqueue.sweep_deliveries")
+@app.task(name=tasknames.SWEEP_DELIVERIES)
 def sweep_deliveries() -> int:
     """Hand out webhook attempts that are due."""
     ctx = context.get()
@@ -101,20 +91,20 @@ def sweep_deliveries() -> int:
     return len(due)
 
 
-@app.task(name="editqueue.relay_outbox")
+@app.task(name=tasknames.RELAY_OUTBOX)
 def relay_outbox() -> int:
     """Publish outbox messages the fast path missed."""
     ctx = context.get()
     return outbox.relay(ctx.sessions, ctx.publisher)
 
 
-@app.task(name="editqueue.prune_outbox")
+@app.task(name=tasknames.PRUNE_OUTBOX)
 def prune_outbox() -> int:
     """Drop long-published outbox rows."""
     return outbox.prune(context.get().sessions)
 
 
-@app.task(name="editqueue.reap")
+@app.task(name=tasknames.REAP)
 def reap() -> int:
     """End jobs at their deadline; release dispatched jobs whose message may be lost.
 
@@ -139,21 +129,7 @@ def expire_job(job_id: str, provider: str | None) -> bool:
     """Fail a live job with `timeout` (a no-op once it ended); whether this call ended it."""
     ctx = context.get()
     with ctx.sessions() as session, session.begin():
-        finished = complete_job(
-            session,
-            job_id,
-            "failed",
-            storage=ctx.storage,
-            settings=ctx.settings,
-            error={
-                "code": "timeout",
-                "message": "the job did not finish before its deadline",
-                "provider": provider,
-                "provider_code": None,
-                "retryable": False,
-            },
-            from_statuses=("queued", "running"),
-        )
+        finished = expire(session, job_id, provider, storage=ctx.storage, settings=ctx.settings)
     if finished is None:
         return False
     ctx.job_ended(finished.outbox_ids)

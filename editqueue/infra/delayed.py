@@ -25,12 +25,12 @@ class Delayed:
 
     def __init__(self, name: str = "delayed-calls") -> None:
         self._name = name
-        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._heap: list[tuple[float, int, Callable[[], object]]] = []
         self._order = itertools.count()
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
 
-    def call_later(self, delay: float, call: Callable[[], None]) -> None:
+    def call_later(self, delay: float, call: Callable[[], object]) -> None:
         """Run `call` after `delay` seconds (at once, on this thread, when not positive)."""
         if delay <= 0:
             self._run(call)
@@ -61,8 +61,8 @@ class Delayed:
             self._run(call)
 
     @staticmethod
-    def _run(call: Callable[[], None]) -> None:
+    def _run(call: Callable[[], object]) -> None:
         try:
             call()
         except Exception:  # one failed call must not stop the ones after it
-            log.exception("delayed call failed")
+            log.exception("delayed.call_failed")

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from editqueue import logs
 from editqueue.infra.delayed import Delayed
 
 log = logging.getLogger(__name__)
@@ -55,4 +56,4 @@ class Doorbell:
         try:
             self._ring()
         except Exception as exc:  # only a hint: beat's tick dispatches within a second
-            log.debug("dispatch doorbell not sent: %s", exc)
+            log.debug("dispatch.doorbell.failed", extra=logs.fields(error=str(exc)))

@@ -1,6 +1,6 @@
 """Fetch input images safely and check them against a model's documented constraints.
 
-Every message of ``InvalidImage`` is shown to the API client, so it says what is wrong
+Every message of ``ImageRejected`` is shown to the API client, so it says what is wrong
 in plain words. ``ImageFetchError`` is for failures that are not the image's fault
 (timeouts, refused connections, 5xx); its ``retryable`` flag tells the worker to retry.
 """
@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import io
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -41,8 +42,11 @@ _FORMATS = {
 _RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-class InvalidImage(ValueError):
-    """The image (or its URL) breaks a constraint; the message is user-facing."""
+class ImageRejected(ValueError):
+    """The image (or its URL) breaks a constraint; the message is user-facing.
+
+    The image check's own failure; the API reports it as `errors.InvalidImageError` (422).
+    """
 
 
 class ImageFetchError(Exception):
@@ -82,10 +86,20 @@ class ImageInfo:
     ext: str
 
 
-def _format_mb(size: int) -> str:
-    """Bytes as a short MB figure, e.g. "10 MB" or "10.5 MB"."""
-    value = size / MB
-    return f"{value:.0f} MB" if value == int(value) else f"{value:.1f} MB"
+def _format_mb(size: int, *, rounding: str = "up") -> str:
+    """Bytes as MB to 2 decimals plus the exact count: "10.01 MB (10,485,761 bytes)".
+
+    Sizes round up and limits down (`rounding="down"`), so an image just over its limit
+    never reads as the same figure.
+    """
+    hundredths = math.ceil(size * 100 / MB) if rounding == "up" else size * 100 // MB
+    figure = f"{hundredths / 100:.2f}".rstrip("0").rstrip(".")
+    return f"{figure} MB ({size:,} bytes)"
+
+
+def _size_over_limit(size: int, limit: int) -> str:
+    """ "image is X; the limit is Y" with figures that differ."""
+    return f"image is {_format_mb(size)}; the limit is {_format_mb(limit, rounding='down')}"
 
 
 def _format_names(formats: frozenset[str]) -> str:
@@ -112,29 +126,29 @@ def _open_header(data: bytes, constraints: ImageConstraints) -> tuple[str, int, 
         with Image.open(io.BytesIO(data), formats=sorted(constraints.formats)) as im:
             return str(im.format), im.width, im.height
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InvalidImage("image has too many pixels to process safely") from None
+        raise ImageRejected("image has too many pixels to process safely") from None
     except Exception:  # UnidentifiedImageError, or any parser error on hostile bytes
         found = _detected_format(data)
         suffix = f" (it is {found})" if found else ""
-        raise InvalidImage(f"not a {allowed} image{suffix}") from None
+        raise ImageRejected(f"not a {allowed} image{suffix}") from None
 
 
 def _check_dimensions(width: int, height: int, constraints: ImageConstraints) -> None:
     """Pixel count, minimum side and aspect ratio, all from the header."""
     if width * height > constraints.max_pixels:
-        raise InvalidImage(
+        raise ImageRejected(
             f"image is {width}x{height} px ({width * height / 1e6:.0f} megapixels); "
             f"the limit is {constraints.max_pixels / 1e6:g} megapixels"
         )
     limit = constraints.min_side_exclusive
     for side, name in ((width, "wide"), (height, "high")):
         if side <= limit:
-            raise InvalidImage(
+            raise ImageRejected(
                 f"image is {side} px {name}; both sides must be more than {limit} px"
             )
     ratio = max(width, height) / min(width, height)
     if ratio >= constraints.max_ratio_exclusive:
-        raise InvalidImage(
+        raise ImageRejected(
             f"image is {width}x{height} px, an aspect ratio of {ratio:.2f}:1; the long side "
             f"must be less than {constraints.max_ratio_exclusive:g} times the short side"
         )
@@ -151,9 +165,9 @@ def _check_decodes(data: bytes, fmt: str) -> None:
         with Image.open(io.BytesIO(data), formats=[fmt]) as im:
             im.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InvalidImage("image has too many pixels to process safely") from None
+        raise ImageRejected("image has too many pixels to process safely") from None
     except Exception:  # decoders raise OSError, SyntaxError, ValueError, struct.error…
-        raise InvalidImage("image data is truncated or corrupt") from None
+        raise ImageRejected("image data is truncated or corrupt") from None
 
 
 def header_pixels(data: bytes) -> int | None:
@@ -169,13 +183,11 @@ def header_pixels(data: bytes) -> int | None:
 
 
 def inspect_image(data: bytes, constraints: ImageConstraints) -> ImageInfo:
-    """Check image bytes against ``constraints``; InvalidImage says what is wrong."""
+    """Check image bytes against ``constraints``; ImageRejected says what is wrong."""
     if not data:
-        raise InvalidImage("image is empty")
+        raise ImageRejected("image is empty")
     if len(data) > constraints.max_bytes:
-        raise InvalidImage(
-            f"image is {_format_mb(len(data))}; the limit is {_format_mb(constraints.max_bytes)}"
-        )
+        raise ImageRejected(_size_over_limit(len(data), constraints.max_bytes))
     fmt, width, height = _open_header(data, constraints)
     # Header checks come before decoding: a 50000x50000 header is refused without
     # allocating its pixels (our own limit, independent of Image.MAX_IMAGE_PIXELS).
@@ -203,35 +215,35 @@ def parse_data_url(value: str) -> tuple[str, bytes]:
     """
     match = _DATA_URL.fullmatch(value) if isinstance(value, str) else None
     if match is None:
-        raise InvalidImage("not a data URL of the form data:image/<format>;base64,<data>")
+        raise ImageRejected("not a data URL of the form data:image/<format>;base64,<data>")
     media_type, payload = match.group(1).lower(), match.group(2)
     if not payload:
-        raise InvalidImage("data URL holds no data")
+        raise ImageRejected("data URL holds no data")
     try:
         # validate=True refuses characters outside the alphabet (including whitespace)
         # instead of silently dropping them; bad padding raises too.
         return media_type, base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidImage("data URL is not valid base64") from None
+        raise ImageRejected("data URL is not valid base64") from None
 
 
 def _read_capped(response: httpx.Response, max_bytes: int, deadline: float) -> bytes:
     """The body, refused as soon as it passes ``max_bytes`` or the overall deadline."""
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
-        raise InvalidImage(
-            f"image is {_format_mb(int(declared))}; the limit is {_format_mb(max_bytes)}"
-        )
+        raise ImageRejected(_size_over_limit(int(declared), max_bytes))
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         # We asked for identity: a compressed body could inflate far past the cap per chunk.
-        raise InvalidImage(f"could not fetch image: unsupported Content-Encoding {encoding}")
+        raise ImageRejected(f"could not fetch image: unsupported Content-Encoding {encoding}")
     chunks: list[bytes] = []
     received = 0
     for chunk in response.iter_raw():
         received += len(chunk)
         if received > max_bytes:
-            raise InvalidImage(f"image is larger than {_format_mb(max_bytes)}, the limit")
+            raise ImageRejected(
+                f"image is larger than {_format_mb(max_bytes, rounding='down')}, the limit"
+            )
         # httpx timeouts are per read; this bounds a server that drips bytes forever.
         if time.monotonic() > deadline:
             raise ImageFetchError("timed out fetching image", retryable=True)
@@ -252,7 +264,7 @@ def _download(
         if status in _RETRYABLE_STATUSES:
             raise ImageFetchError(f"could not fetch image: HTTP {status}", retryable=True)
         if not response.is_success:
-            raise InvalidImage(f"could not fetch image: HTTP {status}")
+            raise ImageRejected(f"could not fetch image: HTTP {status}")
         return _read_capped(response, max_bytes, deadline)
 
 
@@ -267,7 +279,7 @@ def fetch_image(
     """Download an http(s) image URL: SSRF-guarded, at most 3 re-checked redirects, capped.
 
     Pass ``client`` (from ``netguard.guarded_client``) to reuse connections; every hop is
-    re-checked either way. InvalidImage for bad URLs or responses, ImageFetchError otherwise.
+    re-checked either way. ImageRejected for bad URLs or responses, ImageFetchError otherwise.
     """
     own_client = client is None
     if client is None:
@@ -277,15 +289,15 @@ def fetch_image(
     except UnresolvableHost as exc:
         if exc.temporary:
             raise ImageFetchError(f"could not fetch image: {exc}", retryable=True) from None
-        raise InvalidImage(f"could not fetch image: {exc}") from None
+        raise ImageRejected(f"could not fetch image: {exc}") from None
     except UnsafeURL as exc:
-        raise InvalidImage(f"image URL refused: {exc}") from None
+        raise ImageRejected(f"image URL refused: {exc}") from None
     except httpx.TooManyRedirects:
-        raise InvalidImage(f"could not fetch image: more than {MAX_REDIRECTS} redirects") from None
+        raise ImageRejected(f"could not fetch image: more than {MAX_REDIRECTS} redirects") from None
     except httpx.TimeoutException:
         raise ImageFetchError("timed out fetching image", retryable=True) from None
     except httpx.InvalidURL:
-        raise InvalidImage("not a valid image URL") from None
+        raise ImageRejected("not a valid image URL") from None
     except httpx.TransportError as exc:
         # Connection refused or reset, protocol errors: the host may be back later.
         raise ImageFetchError(

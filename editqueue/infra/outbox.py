@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from editqueue import logs
+from editqueue.db import affected_rows
 from editqueue.models import OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,7 @@ def publish_committed(session: Session, publisher: Publisher, ids: Sequence[int]
             # Marked first, published next, committed last: a broker error rolls the mark back.
             return _publish_claimed(session, rows, publisher)
     except Exception as exc:  # the broker being down must never fail the request
-        log.warning("outbox fast path failed; the relay will publish later: %s", exc)
+        log.warning("outbox.publish.failed", extra=logs.fields(error=str(exc)))
         return 0
 
 
@@ -88,7 +90,7 @@ def relay(
             ).all()
             return _publish_claimed(session, rows, publisher)
     except Exception as exc:
-        log.warning("outbox relay could not publish: %s", exc)
+        log.warning("outbox.relay.failed", extra=logs.fields(error=str(exc)))
         return 0
 
 
@@ -99,7 +101,7 @@ def prune(factory: sessionmaker[Session], *, keep_seconds: float = 86_400.0) -> 
             text("DELETE FROM outbox WHERE published_at < now() - make_interval(secs => :age)"),
             {"age": keep_seconds},
         )
-        return result.rowcount or 0
+        return affected_rows(result)
 
 
 def backlog(session: Session) -> tuple[int, float]:

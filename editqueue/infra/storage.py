@@ -13,14 +13,18 @@ import hmac
 import os
 import re
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
+
+if TYPE_CHECKING:
+    from editqueue.config import Settings
 
 MAX_KEY_LENGTH = 1024  # S3's limit, applied to both backends
 
@@ -234,14 +238,18 @@ def _fsync_dir(directory: Path) -> None:
 # -- S3 ----------------------------------------------------------------------------------
 
 
-def _s3_client_from_env() -> Any:
+def _s3_client_from_env(endpoint_override: str | None = None) -> Any:
     """A boto3 S3 client configured from the standard ``AWS_*`` environment variables."""
     import boto3  # imported here: it is slow to load and local storage never needs it
     from botocore.config import Config
 
     # Passed explicitly so S3-compatible stores work on boto3 versions that ignore the
     # variable; AWS_ENDPOINT_URL_S3 is the service-specific form of the same setting.
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    endpoint = (
+        endpoint_override
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+    )
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     config = Config(
         connect_timeout=5,
@@ -281,12 +289,18 @@ def _is_not_found(exc: Exception) -> bool:
 class S3Storage:
     """Objects in an S3 (or S3-compatible) bucket under an optional prefix."""
 
-    def __init__(self, bucket: str, prefix: str = "", *, client: Any = None) -> None:
+    def __init__(
+        self, bucket: str, prefix: str = "", *, client: Any = None, signing_client: Any = None
+    ) -> None:
         if not bucket:
             raise StorageError("S3 storage needs a bucket name")
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self._client = client if client is not None else _s3_client_from_env()
+        # Links are signed for the host clients open them on (SigV4 signs the host), which
+        # may differ from the one the service reaches: minio:9000 inside compose,
+        # localhost:9000 for a browser (EDITQUEUE_S3_PUBLIC_ENDPOINT).
+        self._signer = signing_client if signing_client is not None else self._client
 
     def _object_key(self, key: str) -> str:
         """The bucket key of ``key``."""
@@ -349,7 +363,7 @@ class S3Storage:
         ttl = _check_ttl(ttl)
         expires_at = datetime.fromtimestamp(int(time.time()) + ttl, UTC)
         try:
-            url = self._client.generate_presigned_url(
+            url = self._signer.generate_presigned_url(
                 "get_object",
                 Params={"Bucket": self.bucket, "Key": self._object_key(key)},
                 ExpiresIn=ttl,
@@ -368,11 +382,86 @@ class S3Storage:
             ) from exc
 
 
+# -- memory ------------------------------------------------------------------------------
+
+
+class MemoryStorage:
+    """Objects in a dict of this process (unit tests, throw-away runs): ``memory://``.
+
+    ``fail(op)`` makes the next calls of ``op`` (put, get, exists, delete, signed_url,
+    check) raise StorageError, so a caller's handling of a broken store can be driven.
+    """
+
+    def __init__(self, public_url: str = "memory://") -> None:
+        self.public_url = public_url if public_url.endswith("/") else f"{public_url}/"
+        self.objects: dict[str, tuple[bytes, str]] = {}
+        self._failing: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def fail(self, op: str, times: int = 1_000_000) -> None:
+        """Make the next ``times`` calls of ``op`` fail (0 heals it)."""
+        with self._lock:
+            self._failing[op] = times
+
+    def _check(self, op: str, key: str | None = None) -> None:
+        with self._lock:
+            left = self._failing.get(op, 0)
+            if left > 0:
+                self._failing[op] = left - 1
+                raise StorageError(f"memory storage {op} failed (injected)")
+        if key is not None:
+            check_key(key)
+
+    def put(self, key: str, data: bytes, content_type: str) -> StoredObject:
+        """Keep a copy of ``data`` under ``key``."""
+        self._check("put", key)
+        with self._lock:
+            self.objects[key] = (bytes(data), content_type)
+        return StoredObject(
+            key=key, size=len(data), sha256=_digest(data), content_type=content_type
+        )
+
+    def get(self, key: str) -> bytes:
+        """The bytes under ``key``; StorageError if missing."""
+        self._check("get", key)
+        with self._lock:
+            stored = self.objects.get(key)
+        if stored is None:
+            raise StorageError(f"no object stored under {key}")
+        return stored[0]
+
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` holds an object."""
+        self._check("exists", key)
+        with self._lock:
+            return key in self.objects
+
+    def delete(self, key: str) -> None:
+        """Forget ``key`` (no error if it is already gone)."""
+        self._check("delete", key)
+        with self._lock:
+            self.objects.pop(key, None)
+
+    def signed_url(self, key: str, ttl: int) -> SignedLink:
+        """An opaque link naming the key and its expiry (nothing serves it)."""
+        self._check("signed_url", key)
+        expires = int(time.time()) + _check_ttl(ttl)
+        url = f"{self.public_url}{quote(key, safe='/')}?expires={expires}"
+        return SignedLink(url=url, expires_at=datetime.fromtimestamp(expires, UTC))
+
+    def check(self) -> None:
+        """Always usable, unless told to fail."""
+        self._check("check")
+
+
 # -- factory -----------------------------------------------------------------------------
 
 
 def open_storage(url: str, *, public_url: str, signing_key: bytes) -> Storage:
-    """The store named by ``url``: ``file:///abs/path`` or ``s3://bucket/prefix``."""
+    """The store named by ``url``: ``file:///abs/path``, ``s3://bucket/prefix`` or ``memory://``.
+
+    ``memory://`` is a new, empty store each time (it lives as long as the object).
+    """
     parts = urlsplit(url)
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
@@ -381,5 +470,18 @@ def open_storage(url: str, *, public_url: str, signing_key: bytes) -> Storage:
     if parts.scheme == "s3":
         if not parts.netloc:
             raise StorageError("an S3 storage URL must name a bucket: s3://bucket/prefix")
-        return S3Storage(parts.netloc, unquote(parts.path))
-    raise StorageError("storage URL must be file:///path or s3://bucket/prefix")
+        public = os.environ.get("EDITQUEUE_S3_PUBLIC_ENDPOINT")
+        signer = _s3_client_from_env(public) if public else None
+        return S3Storage(parts.netloc, unquote(parts.path), signing_client=signer)
+    if parts.scheme == "memory":
+        return MemoryStorage()
+    raise StorageError("storage URL must be file:///path, s3://bucket/prefix or memory://")
+
+
+def open_configured_storage(settings: Settings) -> Storage:
+    """The store the settings name, with their public URL and signing key."""
+    return open_storage(
+        settings.effective_storage_url,
+        public_url=settings.public_url,
+        signing_key=settings.signing_key,
+    )

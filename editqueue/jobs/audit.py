@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 
 from editqueue.infra.storage import LocalStorage, Storage, StorageError
 from editqueue.jobs.states import TERMINAL_EVENT
+from editqueue.jobs.status import TERMINAL, JobStatus
 from editqueue.models import (
-    TERMINAL_STATUSES,
     Delivery,
     Job,
     JobEvent,
@@ -66,7 +66,7 @@ def check_terminal(jobs: Iterable[Job]) -> list[Violation]:
     return [
         Violation("not_terminal", job.id, f"status {job.status}")
         for job in jobs
-        if job.status not in TERMINAL_STATUSES
+        if job.status not in TERMINAL
     ]
 
 
@@ -85,7 +85,7 @@ def check_terminal_events(session: Session, jobs: Sequence[Job]) -> list[Violati
         counts.update((job_id, type_) for job_id, type_ in rows)
     violations = []
     for job in jobs:
-        if job.status not in TERMINAL_STATUSES:
+        if job.status not in TERMINAL:
             continue
         seen = {t: n for (j, t), n in counts.items() if j == job.id}
         total = sum(seen.values())
@@ -104,7 +104,7 @@ def check_outputs(jobs: Iterable[Job], storage: Storage) -> list[Violation]:
     """Every output of a succeeded job is in storage, with its recorded size and sha256."""
     violations = []
     for job in jobs:
-        if job.status != "succeeded":
+        if job.status != JobStatus.SUCCEEDED:
             continue
         if not job.outputs:
             violations.append(Violation("outputs", job.id, "succeeded without outputs"))

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from editqueue import logs
 from editqueue.config import Settings
 from editqueue.errors import IdempotencyKeyReused, InvalidRequest, NotFound
 from editqueue.ids import new_id
@@ -24,7 +25,8 @@ from editqueue.infra.storage import Storage
 from editqueue.jobs.intake import InlineImages, build_job, reserve_inline
 from editqueue.jobs.lifecycle import complete_job
 from editqueue.jobs.states import NewJob, created_event_row, job_row, utcnow
-from editqueue.models import JOB_STATUSES, TERMINAL_STATUSES, Batch, Job, JobEvent
+from editqueue.jobs.status import LIVE, TERMINAL, JobStatus
+from editqueue.models import Batch, Job, JobEvent
 from editqueue.schemas import JobCreate
 from editqueue.serialize import timestamp
 
@@ -123,7 +125,10 @@ def _discard_inputs(built: Sequence[NewJob], storage: Storage) -> None:
                 try:
                     storage.delete(item["key"])
                 except Exception as exc:  # cleanup is best effort; the 422 matters more
-                    log.warning("could not delete orphaned input %s: %s", item["key"], exc)
+                    log.warning(
+                        "batch.input.orphan_delete_failed",
+                        extra=logs.fields(key=item["key"], error=str(exc)),
+                    )
 
 
 # -- creating -------------------------------------------------------------------------------
@@ -186,10 +191,11 @@ def insert_batch(
         session.flush()
     # Every row has the same keys, so each table takes one multi-row INSERT.
     session.execute(
-        insert(Job.__table__), [job_row(n, tenant_id, now, batch_id=batch.id) for n in new_jobs]
+        insert(cast(Table, Job.__table__)),
+        [job_row(n, tenant_id, now, batch_id=batch.id) for n in new_jobs],
     )
     session.execute(
-        insert(JobEvent.__table__),
+        insert(cast(Table, JobEvent.__table__)),
         [created_event_row(n, tenant_id, now, batch_id=batch.id) for n in new_jobs],
     )
     return BatchCreated(batch, [n.id for n in new_jobs], False)
@@ -216,7 +222,7 @@ def live_job_ids(session: Session, batch_id: str) -> list[str]:
     return list(
         session.scalars(
             select(Job.id)
-            .where(Job.batch_id == batch_id, Job.status.not_in(TERMINAL_STATUSES))
+            .where(Job.batch_id == batch_id, Job.status.not_in(TERMINAL))
             .order_by(Job.id)
         )
     )
@@ -227,14 +233,14 @@ def count_jobs(session: Session, batch_id: str) -> dict[str, int]:
     rows = session.execute(
         select(Job.status, func.count()).where(Job.batch_id == batch_id).group_by(Job.status)
     ).all()
-    counts = dict.fromkeys(JOB_STATUSES, 0)
+    counts = {status.value: 0 for status in JobStatus}
     counts.update({status: int(n) for status, n in rows})
     return {"total": sum(counts.values()), **counts}
 
 
 def all_queued_counts(total: int) -> dict[str, int]:
     """The counts of a batch just created."""
-    return {"total": total, **dict.fromkeys(JOB_STATUSES, 0), "queued": total}
+    return {"total": total, **{s.value: 0 for s in JobStatus}, JobStatus.QUEUED.value: total}
 
 
 def batch_to_public(batch: Batch, counts: dict[str, int], ids: list[str]) -> dict[str, Any]:
@@ -273,10 +279,10 @@ def cancel_batch(
         finished = complete_job(
             session,
             job_id,
-            "canceled",
+            JobStatus.CANCELED,
             storage=storage,
             settings=settings,
-            from_statuses=("queued", "running"),
+            from_statuses=LIVE,
         )
         if finished is not None:
             outbox_ids.extend(finished.outbox_ids)

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 from editqueue import tasknames
 from editqueue.infra import outbox
 from editqueue.jobs import states as jobs
-from editqueue.models import TERMINAL_STATUSES, Job
+from editqueue.jobs.status import TERMINAL
+from editqueue.models import Job
 
 
 class Outcome(enum.Enum):
@@ -54,7 +55,7 @@ def wake_for_callback(
     """Wake `job` for a callback about `task_id`; commits and publishes when it wakes it."""
     if not names_current_task(job, task_id):
         return Outcome.REFUSED
-    if job.status in TERMINAL_STATUSES:
+    if job.status in TERMINAL:
         # Vendors retry and replay callbacks; an ended job's trail must not grow from them.
         return Outcome.FINISHED
     lease = jobs.wake(session, job.id, lease_seconds)

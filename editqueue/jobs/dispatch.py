@@ -10,8 +10,14 @@ table, and another tenant's single job is at most one short window away from a w
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from sqlalchemy import text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
+
+from editqueue import tasknames
+from editqueue.db import affected_rows
 
 # One dispatcher at a time; concurrent doorbells simply find the lock taken.
 _LOCK_KEY = 0x65646974  # "edit"
@@ -63,6 +69,32 @@ def dispatch(session: Session, *, window: int, default_cap: int) -> list[str]:
     return ids
 
 
+def dispatch_and_publish(
+    sessions: sessionmaker[Session],
+    publish: Callable[[str, list[Any]], None],
+    *,
+    window: int,
+    default_cap: int,
+) -> int:
+    """Dispatch the next fair share and publish a submit for each; returns how many went out.
+
+    A job whose message could not be published (the broker failed mid-way) is given back
+    to the dispatcher, so it goes out on a later run instead of waiting for `release_stale`.
+    """
+    with sessions() as session, session.begin():
+        ids = dispatch(session, window=window, default_cap=default_cap)
+    sent = 0
+    try:
+        for job_id in ids:
+            publish(tasknames.SUBMIT_JOB, [job_id])
+            sent += 1
+    finally:
+        if sent < len(ids):
+            with sessions() as session, session.begin():
+                undispatch(session, ids[sent:])
+    return sent
+
+
 def undispatch(session: Session, job_ids: list[str]) -> None:
     """Give jobs back to the dispatcher (their messages could not be published)."""
     session.execute(
@@ -82,4 +114,4 @@ def release_stale(session: Session, *, older_than: float, limit: int = 1000) -> 
         ),
         {"age": older_than, "limit": limit},
     )
-    return result.rowcount or 0
+    return affected_rows(result)

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from editqueue.db import affected_rows
+
 log = logging.getLogger(__name__)
 
 # SKIP LOCKED: a row locked right now is mid-transition by its own step (or by a
@@ -71,7 +73,7 @@ class Heartbeat:
             return 0
         with self._sessions() as session, session.begin():
             result = session.execute(_RENEW, {"ids": ids, "owners": owners, "lease": self._lease})
-        return result.rowcount or 0
+        return affected_rows(result)
 
     def _add(self, owner: str, job_id: str) -> None:
         with self._lock:
@@ -92,7 +94,7 @@ class Heartbeat:
             try:
                 self.renew()
             except Exception:  # a database blip must not end renewals for good
-                log.exception("lease renewal failed")
+                log.exception("job.lease.renew_failed")
 
 
 class StepLease:

@@ -25,7 +25,7 @@ def prepare_inputs(
 ) -> list[InputImage]:
     """Load stored inputs; fetch URL inputs once, check them against the model, store them.
 
-    Raises InvalidImage (the job fails), ImageFetchError or StorageError (retry later).
+    Raises ImageRejected (the job fails), ImageFetchError or StorageError (retry later).
     """
     model = resolve_model(job.model)
     if model is None:

@@ -25,12 +25,13 @@ from editqueue.infra import netguard
 from editqueue.infra.images import (
     ImageConstraints,
     ImageInfo,
-    InvalidImage,
+    ImageRejected,
     header_pixels,
     inspect_image,
     parse_data_url,
 )
 from editqueue.infra.storage import Storage, StoredObject
+from editqueue.jobs import routing
 from editqueue.jobs.states import NewJob
 from editqueue.schemas import JobCreate
 
@@ -76,17 +77,17 @@ class InlineImages:
         self._run = run_blocking
         self.max_pixels = max_pixels
         self.reserved_pixels = 0
-        self._loaded: dict[str, bytes | InvalidImage] = {}
+        self._loaded: dict[str, bytes | ImageRejected] = {}
         self._pixels: dict[bytes, int] = {}
-        self._checked: dict[tuple[bytes, ImageConstraints], ImageInfo | InvalidImage] = {}
+        self._checked: dict[tuple[bytes, ImageConstraints], ImageInfo | ImageRejected] = {}
 
     def load(self, ref: str) -> bytes:
-        """The bytes of a data URL (decoded once per distinct URL); InvalidImage if bad."""
+        """The bytes of a data URL (decoded once per distinct URL); ImageRejected if bad."""
         if ref not in self._loaded:
             run = self._run if len(ref) > OFFLOAD_BYTES else call_directly
             try:
                 self._loaded[ref] = run(parse_data_url, ref)[1]
-            except InvalidImage as exc:
+            except ImageRejected as exc:
                 self._loaded[ref] = exc
         return _result(self._loaded[ref])
 
@@ -115,7 +116,7 @@ class InlineImages:
             run = self._run if self._pixels.get(data, 0) > _OFFLOAD_PIXELS else call_directly
             try:
                 self._checked[key] = run(inspect_image, data, constraints)
-            except InvalidImage as exc:
+            except ImageRejected as exc:
                 self._checked[key] = exc
         return _result(self._checked[key])
 
@@ -126,9 +127,9 @@ class InlineImages:
         return run(storage.put, key, data, content_type)
 
 
-def _result(value: T | InvalidImage) -> T:
-    if isinstance(value, InvalidImage):
-        raise InvalidImage(str(value))
+def _result(value: T | ImageRejected) -> T:
+    if isinstance(value, ImageRejected):
+        raise ImageRejected(str(value))
     return value
 
 
@@ -172,7 +173,7 @@ def _check_params(spec: JobCreate, model: Model, settings: Settings, prefix: str
                 raise _problem(f"{prefix}{name}", f"{model.id} does not take {name}")
     if spec.n is not None and spec.n > model.max_outputs:
         raise _problem(f"{prefix}n", f"{model.id} produces at most {model.max_outputs} image(s)")
-    if spec.provider is not None and spec.provider != "sandbox":
+    if routing.vendor_pin(spec.provider) is not None:
         if spec.provider not in model.providers:
             raise _problem(
                 f"{prefix}provider", f"provider {spec.provider!r} does not serve {model.id}"
@@ -207,7 +208,7 @@ def _store_bytes(
 ) -> dict[str, Any]:
     try:
         info = inline.inspect(field, data, model.image_constraints)
-    except InvalidImage as exc:
+    except ImageRejected as exc:
         raise InvalidImageError(str(exc), errors=[{"field": field, "message": str(exc)}]) from None
     stored = inline.store(storage, f"{key}.{info.ext}", data, info.content_type)
     return {
@@ -241,7 +242,7 @@ def reserve_inline(
         if ref.startswith("data:"):
             try:
                 data = inline.load(ref)
-            except InvalidImage:
+            except ImageRejected:
                 continue
             inline.reserve(_ref_field(spec, index, field_prefix), data, constraints)
     for upload in uploads:
@@ -286,7 +287,7 @@ def build_job(
         if ref.startswith("data:"):
             try:
                 data = inline.load(ref)
-            except InvalidImage as exc:
+            except ImageRejected as exc:
                 raise InvalidImageError(
                     str(exc), errors=[{"field": field, "message": str(exc)}]
                 ) from None

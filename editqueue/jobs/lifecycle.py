@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -15,6 +16,8 @@ from editqueue.config import Settings
 from editqueue.errors import JobFinished
 from editqueue.infra.storage import Storage
 from editqueue.jobs import states as jobs
+from editqueue.jobs.errors import timeout_error
+from editqueue.jobs.status import LIVE, JobStatus
 from editqueue.models import Job
 from editqueue.webhooks import batches as webhook_batches
 from editqueue.webhooks.fanout import enqueue_job_event
@@ -38,7 +41,8 @@ def complete_job(
     outputs: list[dict] | None = None,
     error: dict | None = None,
     usage: dict | None = None,
-    from_statuses: Sequence[str] = ("running",),
+    attempt_log: list[dict[str, Any]] | None = None,
+    from_statuses: Sequence[str] = (JobStatus.RUNNING,),
 ) -> Finished | None:
     """Finish the job if nobody else has; the terminal event and deliveries go with it."""
     job = jobs.finish(
@@ -48,6 +52,7 @@ def complete_job(
         outputs=outputs,
         error=error,
         usage=usage,
+        attempt_log=attempt_log,
         from_statuses=from_statuses,
     )
     if job is None:
@@ -59,6 +64,26 @@ def complete_job(
     ids = enqueue_job_event(session, job, event, storage=storage, settings=settings)
     ids += webhook_batches.request_completion_check(session, job)
     return Finished(job, ids)
+
+
+def expire_job(
+    session: Session,
+    job_id: str,
+    provider: str | None,
+    *,
+    storage: Storage,
+    settings: Settings,
+) -> Finished | None:
+    """Fail a live job with `timeout` at its deadline; None if it had already ended."""
+    return complete_job(
+        session,
+        job_id,
+        JobStatus.FAILED,
+        storage=storage,
+        settings=settings,
+        error=timeout_error(provider),
+        from_statuses=LIVE,
+    )
 
 
 def start_job(session: Session, job: Job, *, storage: Storage, settings: Settings) -> list[int]:
@@ -75,17 +100,17 @@ def cancel_job(
 ) -> Finished:
     """Cancel a live job (409 job_finished if it already ended).
 
-    The row keeps `provider` and `usage` as they stand: a vendor call still in flight
-    adds its attempt to them when it returns (`jobs.note_attempt`), but no event.
+    The row keeps `provider`, `usage` and its attempt log as they stand: a vendor call
+    still in flight adds its attempt when it returns (`jobs.note_attempt`), but no event.
     """
     jobs.get_job(session, tenant_id, job_id)
     finished = complete_job(
         session,
         job_id,
-        "canceled",
+        JobStatus.CANCELED,
         storage=storage,
         settings=settings,
-        from_statuses=("queued", "running"),
+        from_statuses=LIVE,
     )
     if finished is None:
         raise JobFinished(f"job {job_id} has already finished")

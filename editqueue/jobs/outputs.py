@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from editqueue.infra.images import ImageConstraints, InvalidImage, inspect_image
+from editqueue.infra.images import ImageConstraints, ImageRejected, inspect_image
 from editqueue.infra.storage import Storage
 from editqueue.models import Job
 from editqueue.providers.base import OutputRef
@@ -21,7 +21,7 @@ OUTPUT_CONSTRAINTS = ImageConstraints(
 )
 
 
-class BadOutput(Exception):
+class UnusableResult(Exception):
     """The vendor's result is not a usable image (a vendor error, not ours)."""
 
 
@@ -30,7 +30,7 @@ def store_outputs(
 ) -> list[dict[str, Any]]:
     """Download or decode each result, check it is an image, store it with its sha256.
 
-    Raises BadOutput, httpx.HTTPError (download trouble) or StorageError.
+    Raises UnusableResult, httpx.HTTPError (download trouble) or StorageError.
     """
     return [_store_one(job, index, ref, storage, client) for index, ref in enumerate(refs)]
 
@@ -41,14 +41,14 @@ def _store_one(
     data = ref.data
     if data is None:
         if not ref.url:
-            raise BadOutput("vendor returned an output without a URL or data")
+            raise UnusableResult("vendor returned an output without a URL or data")
         response = client.get(ref.url)
         response.raise_for_status()
         data = response.content
     try:
         info = inspect_image(data, OUTPUT_CONSTRAINTS)
-    except InvalidImage as exc:
-        raise BadOutput(f"vendor output {index} is not a usable image: {exc}") from None
+    except ImageRejected as exc:
+        raise UnusableResult(f"vendor output {index} is not a usable image: {exc}") from None
     stored = storage.put(
         f"{job.tenant_id}/{job.id}/out/{index}.{info.ext}", data, info.content_type
     )

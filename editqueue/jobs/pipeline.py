@@ -23,19 +23,29 @@ from sqlalchemy.orm import Session, sessionmaker
 from editqueue import logs
 from editqueue.config import Settings
 from editqueue.infra import outbox
-from editqueue.infra.images import ImageFetchError, InvalidImage
+from editqueue.infra.images import ImageFetchError, ImageRejected
 from editqueue.infra.netguard import UnsafeURL
 from editqueue.infra.storage import Storage, StorageError
 from editqueue.jobs import routing
 from editqueue.jobs import states as jobs
+from editqueue.jobs.attempts import attempt_entry, attempt_log
+from editqueue.jobs.errors import job_error, timeout_error
 from editqueue.jobs.heartbeat import Heartbeat, StepLease
 from editqueue.jobs.inputs import edit_request, prepare_inputs
 from editqueue.jobs.lifecycle import complete_job, start_job
-from editqueue.jobs.outputs import BadOutput, store_outputs
+from editqueue.jobs.outputs import UnusableResult, store_outputs
+from editqueue.jobs.status import TERMINAL, JobStage, JobStatus
 from editqueue.metrics import ProviderStats
-from editqueue.models import TERMINAL_STATUSES, Job
-from editqueue.providers.base import Provider, ProviderError, TaskStatus
-from editqueue.providers.limits import ProviderLimits
+from editqueue.models import Job
+from editqueue.providers.base import (
+    BadOutput,
+    Provider,
+    ProviderError,
+    RateLimited,
+    TaskFailed,
+    TaskStatus,
+)
+from editqueue.providers.limits import Limits
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +61,7 @@ class Context:
     provider: Callable[[str], Provider]
     downloads: httpx.Client  # vendor result links (SSRF-guarded, vendor endpoints allowed)
     user_urls: httpx.Client  # SSRF-guarded: user-supplied image URLs
-    limits: ProviderLimits
+    limits: Limits  # ProviderLimits (Redis) or LocalLimits, by EDITQUEUE_PROVIDER_LIMITS
     stats: ProviderStats
     # A freed slot or a job given back: let the dispatcher fill it now, not at beat's next
     # tick. Debounced (editqueue.doorbell); never raises.
@@ -99,10 +109,6 @@ def retry_delay(attempt: int, retry_after: float | None, scale: float = 1.0) -> 
     return delay
 
 
-def _attempt_log(job: Job) -> list[dict[str, Any]]:
-    return list((job.usage or {}).get("attempts", []))
-
-
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -128,7 +134,7 @@ def _run_submit(ctx: Context, job_id: str, lease: StepLease) -> None:
         ids = start_job(session, job, storage=ctx.storage, settings=ctx.settings)
     lease.hold(job.id, job.lease_id)
     logs.bind(tenant=job.tenant_id)
-    log.info("job started")
+    log.info("job.started")
     ctx.publish(ids)
     ctx.ring_dispatcher()
     _submit(ctx, job)
@@ -154,15 +160,15 @@ def _run_advance(ctx: Context, job_id: str, lease_id: str, lease: StepLease) -> 
             return
         lease.hold(job.id, job.lease_id)
         if job.deadline_at <= _now():
-            error = _error("timeout", "the job did not finish before its deadline", job.provider)
-        elif job.stage == "submit" and job.attempts >= ctx.settings.max_attempts:
+            error = timeout_error(job.provider)
+        elif job.stage == JobStage.SUBMIT and job.attempts >= ctx.settings.max_attempts:
             error = _exhausted_error(job)
         ids = _fail(ctx, session, job, error) if error else []
     logs.bind(tenant=job.tenant_id, provider=job.provider)
     if error is not None:
         _release(ctx, job)
         ctx.job_ended(ids)
-    elif job.stage == "wait" and job.provider_task_id:
+    elif job.stage == JobStage.WAIT and job.provider_task_id:
         _poll(ctx, job)
     else:
         _submit(ctx, job)
@@ -173,13 +179,13 @@ def _run_advance(ctx: Context, job_id: str, lease_id: str, lease: StepLease) -> 
 
 def _submit(ctx: Context, job: Job) -> None:
     routed = routing.route(job.model, job.provider_pin, ctx.settings, ctx.available)
-    candidates = routing.eligible(routed, _attempt_log(job))
+    candidates = routing.eligible(routed, attempt_log(job))
     if not candidates:
         if routed:  # every vendor left refused this job for good
             _fail_now(ctx, job, _exhausted_error(job))
         else:
             message = f"no configured provider serves {job.model}"
-            _fail_now(ctx, job, _error("provider_unavailable", message))
+            _fail_now(ctx, job, job_error("provider_unavailable", message))
         return
     try:
         images = prepare_inputs(
@@ -189,8 +195,8 @@ def _submit(ctx: Context, job: Job) -> None:
             settings=ctx.settings,
             client=ctx.user_urls,
         )
-    except InvalidImage as exc:
-        _fail_now(ctx, job, _error("invalid_image", str(exc)))
+    except ImageRejected as exc:
+        _fail_now(ctx, job, job_error("invalid_image", str(exc)))
         return
     except (ImageFetchError, StorageError) as exc:
         _retry_later(ctx, job, f"inputs: {exc}")
@@ -211,7 +217,7 @@ def _submit(ctx: Context, job: Job) -> None:
                 session, job, "attempt.started", {"attempt": attempt, "provider": name}
             )
     if attempt is None:
-        log.info("job ended or was taken over before its vendor call")
+        log.info("job.submit.superseded", extra=logs.fields(provider=name))
         ctx.limits.release_slot(name, job.id)
         return
     logs.bind(provider=name)
@@ -220,7 +226,10 @@ def _submit(ctx: Context, job: Job) -> None:
         status = provider.submit(edit_request(job, images, callback_url=callback))
     except ProviderError as exc:
         ctx.stats.observe(name, "submit", exc.code, time.monotonic() - started)
-        log.warning("vendor submit failed: %s (%s)", exc.code, exc.provider_code)
+        log.warning(
+            "job.submit.vendor_failed",
+            extra=logs.fields(provider=name, code=exc.code, provider_code=exc.provider_code),
+        )
         _provider_failed(ctx, job, name, exc)
         return
     ctx.stats.observe(name, "submit", status.state, time.monotonic() - started)
@@ -241,7 +250,7 @@ def _acquire_slot(ctx: Context, name: str, job_id: str, ttl: float) -> bool:
         return False
     with ctx.sessions() as session:
         ended = session.scalars(
-            select(Job.id).where(Job.id.in_(holders), Job.status.in_(TERMINAL_STATUSES))
+            select(Job.id).where(Job.id.in_(holders), Job.status.in_(TERMINAL))
         ).all()
     for holder in ended:
         ctx.limits.release_slot(name, holder)
@@ -250,7 +259,7 @@ def _acquire_slot(ctx: Context, name: str, job_id: str, ttl: float) -> bool:
 
 def _acquire_provider(ctx: Context, job: Job, candidates: list[str]) -> str | None:
     """Pick a vendor with room (cooldown, concurrency, rate); or reschedule and return None."""
-    attempts = _attempt_log(job)
+    attempts = attempt_log(job)
     remaining = list(candidates)
     wait = None
     while remaining:
@@ -311,7 +320,7 @@ def _handle_status(ctx: Context, job: Job, name: str, status: TaskStatus, *, fir
         ctx.limits.record_success(name)
         _store_and_finish(ctx, job, name, status)
     elif status.state == "failed":
-        error = status.error or ProviderError(
+        error = status.error or TaskFailed(
             "provider_error", "the vendor reported a failed task", provider=name
         )
         _provider_failed(ctx, job, name, error)
@@ -363,18 +372,18 @@ def _store_and_finish(
         outputs = store_outputs(
             job, status.outputs, storage=ctx.storage, client=client or ctx.downloads
         )
-    except BadOutput as exc:
-        _provider_failed(ctx, job, name, ProviderError("provider_error", str(exc), provider=name))
+    except UnusableResult as exc:
+        _provider_failed(ctx, job, name, BadOutput("provider_error", str(exc), provider=name))
         return
     except UnsafeURL as exc:  # a result link pointing inside our network
-        refused = ProviderError("provider_error", f"result link refused: {exc}", provider=name)
+        refused = BadOutput("provider_error", f"result link refused: {exc}", provider=name)
         _provider_failed(ctx, job, name, refused)
         return
     except (httpx.HTTPError, StorageError) as exc:
         _retry_later(ctx, job, f"results: {exc}")
         return
     if not outputs:
-        empty = ProviderError("provider_error", "vendor returned no image", provider=name)
+        empty = BadOutput("provider_error", "vendor returned no image", provider=name)
         _provider_failed(ctx, job, name, empty)
         return
     usage = dict(job.usage or {})
@@ -382,32 +391,30 @@ def _store_and_finish(
     usage["provider_task_id"] = status.task_id or job.provider_task_id
     usage["images"] = len(outputs)
     entry = _attempt(name, "succeeded", job)
-    usage["attempts"] = [*_attempt_log(job), entry]
     with ctx.sessions() as session, session.begin():
         jobs.set_provider(session, job.id, name)
         finished = complete_job(
             session,
             job.id,
-            "succeeded",
+            JobStatus.SUCCEEDED,
             storage=ctx.storage,
             settings=ctx.settings,
             outputs=outputs,
             usage=usage,
+            attempt_log=[*attempt_log(job), entry],
         )
         if finished is None:  # the vendor did the work (and may bill it) all the same
             _note(session, job, name, entry, usage["provider_task_id"])
     ctx.limits.release_slot(name, job.id)
     if finished is None:
-        log.info("job ended meanwhile; late results discarded")
+        log.info("job.result.discarded", extra=logs.fields(provider=name))
         return
-    log.info("job succeeded with %d output(s)", len(outputs))
+    log.info("job.succeeded", extra=logs.fields(provider=name, outputs=len(outputs)))
     ctx.job_ended(finished.outbox_ids)
 
 
 def _attempt(name: str | None, outcome: str, job: Job, **extra: Any) -> dict[str, Any]:
-    entry = {"provider": name, "attempt": job.attempts, "outcome": outcome, "at": _now()}
-    entry["at"] = entry["at"].isoformat().replace("+00:00", "Z")
-    return {**entry, **extra}
+    return attempt_entry(name, outcome, job.attempts, **extra)
 
 
 def _note(
@@ -420,7 +427,7 @@ def _note(
 def _provider_failed(ctx: Context, job: Job, name: str, exc: ProviderError) -> None:
     """Leave this vendor for this attempt: fail over, back off, or fail the job."""
     ctx.limits.release_slot(name, job.id)
-    rate_limited = exc.code == "rate_limited"
+    rate_limited = isinstance(exc, RateLimited)
     if rate_limited:
         # The vendor said when to come back; every worker skips it until then.
         ctx.limits.cool_down(name, exc.retry_after or 5.0)
@@ -436,14 +443,18 @@ def _provider_failed(ctx: Context, job: Job, name: str, exc: ProviderError) -> N
         reason=exc.message[:300],
         retryable=exc.retryable,
     )
-    usage = dict(job.usage or {})
-    usage["attempts"] = [*_attempt_log(job), entry]
-    delay = _next_attempt_delay(ctx, job, name, exc, usage["attempts"])
+    attempts = [*attempt_log(job), entry]
+    delay = _next_attempt_delay(ctx, job, name, exc, attempts)
     finished = None
     with ctx.sessions() as session, session.begin():
         if delay is not None and delay < _seconds_left(job):
             requeued = jobs.requeue_attempt(
-                session, job.id, delay=delay, usage=usage, lease=job.lease_id, refund=rate_limited
+                session,
+                job.id,
+                delay=delay,
+                attempt_log=attempts,
+                lease=job.lease_id,
+                refund=rate_limited,
             )
             if requeued:
                 detail = {"provider": name, "error": exc.code, "retry_in": round(delay, 2)}
@@ -453,11 +464,11 @@ def _provider_failed(ctx: Context, job: Job, name: str, exc: ProviderError) -> N
             finished = complete_job(
                 session,
                 job.id,
-                "failed",
+                JobStatus.FAILED,
                 storage=ctx.storage,
                 settings=ctx.settings,
                 error=exc.as_dict(),
-                usage=usage,
+                attempt_log=attempts,
             )
         if finished is None:
             _note(session, job, name, entry)
@@ -474,7 +485,7 @@ def _next_attempt_delay(
     at once to another vendor of the route when one is ready, else backs off on this one
     (if the failure allows this vendor again).
     """
-    scope = routing.retry_scope(exc.code, exc.retryable)
+    scope = routing.retry_scope(exc)
     if scope == "never":
         return None
     if scope != "free" and job.attempts >= ctx.settings.max_attempts:
@@ -509,7 +520,7 @@ def _release(ctx: Context, job: Job) -> None:
 def _fail(ctx: Context, session: Session, job: Job, error: dict[str, Any]) -> list[int]:
     """Fail the job in the caller's transaction; returns the outbox ids to publish after it."""
     finished = complete_job(
-        session, job.id, "failed", storage=ctx.storage, settings=ctx.settings, error=error
+        session, job.id, JobStatus.FAILED, storage=ctx.storage, settings=ctx.settings, error=error
     )
     return finished.outbox_ids if finished else []
 
@@ -521,27 +532,17 @@ def _fail_now(ctx: Context, job: Job, error: dict[str, Any]) -> None:
     ctx.job_ended(ids)
 
 
-def _error(code: str, message: str, provider: str | None = None) -> dict[str, Any]:
-    return {
-        "code": code,
-        "message": message,
-        "provider": provider,
-        "provider_code": None,
-        "retryable": False,
-    }
-
-
 def _exhausted_error(job: Job) -> dict[str, Any]:
     """The job's end once its budget is spent: the last vendor failure, as the vendor said it."""
-    failures = [a for a in _attempt_log(job) if a.get("outcome") == "failed"]
+    failures = [a for a in attempt_log(job) if a.get("outcome") == "failed"]
     if not failures:  # every attempt was cut short (a worker died inside the call)
         message = f"gave up after {job.attempts} attempts that never reported back"
-        return _error("provider_unavailable", message, job.provider)
+        return job_error("provider_unavailable", message, provider=job.provider)
     last = failures[-1]
-    return {
-        "code": last.get("error") or "provider_error",
-        "message": last.get("reason") or f"gave up after {job.attempts} attempts",
-        "provider": last.get("provider"),
-        "provider_code": last.get("provider_code"),
-        "retryable": bool(last.get("retryable", True)),
-    }
+    return job_error(
+        last.get("error") or "provider_error",
+        last.get("reason") or f"gave up after {job.attempts} attempts",
+        provider=last.get("provider"),
+        provider_code=last.get("provider_code"),
+        retryable=bool(last.get("retryable", True)),
+    )

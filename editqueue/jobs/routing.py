@@ -20,6 +20,10 @@ from typing import Any, Literal
 
 from editqueue.catalog import resolve_model
 from editqueue.config import Settings
+from editqueue.providers.base import ProviderError, RateLimited, RequestRejected
+
+# The pin that names no vendor: the vendor emulators (sandbox/) stand in for every vendor.
+SANDBOX_PIN = "sandbox"
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,19 @@ class Choice:
 
     provider: str | None
     wait: float = 0.0
+
+
+def vendor_pin(pin: str | None) -> str | None:
+    """The vendor a `provider` pin names, or None when the job is routed.
+
+    The API accepts `provider: "sandbox"` as a pin, but no adapter is called that: a server
+    using the sandbox points each vendor's base URL at its emulator (editqueue standalone),
+    so "sandbox" asks for the emulated vendors, i.e. the model's normal route. Intake
+    therefore skips its per-vendor checks for it, and routing treats it as no pin.
+    """
+    if not pin or pin == SANDBOX_PIN:
+        return None
+    return pin
 
 
 def route(
@@ -40,8 +57,9 @@ def route(
     model = resolve_model(model_id)
     if model is None:
         return []
-    if pin and pin != "sandbox":
-        candidates: Sequence[str] = [pin]
+    pinned = vendor_pin(pin)
+    if pinned is not None:
+        candidates: Sequence[str] = [pinned]
     else:
         candidates = settings.routes.get(model.id) or model.providers
     configured = settings.configured_providers()
@@ -77,18 +95,16 @@ def choose(
 
 RetryScope = Literal["free", "any", "elsewhere", "never"]
 
-# Failures about the request itself: another vendor would refuse it the same way.
-_REQUEST_REFUSALS = frozenset({"invalid_request", "invalid_image", "content_rejected"})
 
-
-def retry_scope(code: str, retryable: bool) -> RetryScope:
+def retry_scope(error: ProviderError) -> RetryScope:
     """How a vendor failure may be retried: `free` (a 429: again, without using budget),
-    `any` (transient: any vendor of the route), `elsewhere` (another vendor only), `never`."""
-    if code == "rate_limited":
+    `any` (transient: any vendor of the route), `elsewhere` (another vendor only), `never`
+    (a refusal of the request itself: another vendor would refuse it the same way)."""
+    if isinstance(error, RateLimited):
         return "free"
-    if retryable:
+    if error.retryable:
         return "any"
-    if code in _REQUEST_REFUSALS:
+    if isinstance(error, RequestRejected):
         return "never"
     return "elsewhere"
 

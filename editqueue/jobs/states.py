@@ -18,13 +18,19 @@ from sqlalchemy import TextClause, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
+from editqueue.db import affected_rows
 from editqueue.errors import IdempotencyKeyReused, NotFound
 from editqueue.ids import new_id, new_token
-from editqueue.models import TERMINAL_STATUSES, Job, JobEvent
+from editqueue.jobs.status import TERMINAL, JobStage, JobStatus
+from editqueue.models import Job, JobEvent
 
 log = logging.getLogger(__name__)
 
-TERMINAL_EVENT = {"succeeded": "job.succeeded", "failed": "job.failed", "canceled": "job.canceled"}
+TERMINAL_EVENT: dict[str, str] = {
+    JobStatus.SUCCEEDED: "job.succeeded",
+    JobStatus.FAILED: "job.failed",
+    JobStatus.CANCELED: "job.canceled",
+}
 
 
 def utcnow() -> dt.datetime:
@@ -137,7 +143,7 @@ def job_row(
         "id": new.id,
         "tenant_id": tenant_id,
         "batch_id": batch_id,
-        "status": "queued",
+        "status": JobStatus.QUEUED,
         "model": new.model,
         "prompt": new.prompt,
         "params": new.params,
@@ -145,6 +151,7 @@ def job_row(
         "provider_options": new.provider_options,
         "inputs": new.inputs,
         "outputs": [],
+        "attempt_log": [],
         "attempts": 0,
         "poll_count": 0,
         "metadata": new.metadata,
@@ -276,7 +283,7 @@ def list_jobs(
     if filters.batch_id:
         query = query.where(Job.batch_id == filters.batch_id)
     if filters.created_after:
-        query = query.where(Job.created_at > filters.created_after)
+        query = query.where(Job.created_at >= filters.created_after)  # inclusive
     if filters.created_before:
         query = query.where(Job.created_at < filters.created_before)
     if filters.metadata:
@@ -310,10 +317,10 @@ def claim_queued(session: Session, job_id: str, lease_seconds: float) -> Job | N
     """queued → running (stage submit), leased to the caller; None if someone else has it."""
     return session.scalars(
         update(Job)
-        .where(Job.id == job_id, Job.status == "queued")
+        .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
         .values(
-            status="running",
-            stage="submit",
+            status=JobStatus.RUNNING,
+            stage=JobStage.SUBMIT,
             started_at=func.coalesce(Job.started_at, func.now()),
             next_poll_at=func.now() + dt.timedelta(seconds=lease_seconds),
             lease_id=new_lease(),
@@ -328,7 +335,7 @@ def claim_lease(session: Session, job_id: str, lease_id: str, lease_seconds: flo
     message finds the handed-out lease gone."""
     return session.scalars(
         update(Job)
-        .where(Job.id == job_id, Job.lease_id == lease_id, Job.status == "running")
+        .where(Job.id == job_id, Job.lease_id == lease_id, Job.status == JobStatus.RUNNING)
         .values(lease_id=new_lease(), next_poll_at=func.now() + dt.timedelta(seconds=lease_seconds))
         .returning(Job)
         .execution_options(synchronize_session=False, populate_existing=True)
@@ -416,7 +423,7 @@ def due_deadlines(session: Session, *, ahead: float, limit: int = 500) -> list[D
 
 def _owned(job_id: str, lease: str | None) -> list[Any]:
     """The WHERE of a step's transition: the job is live and (given a lease) still the step's."""
-    conditions = [Job.id == job_id, Job.status == "running"]
+    conditions = [Job.id == job_id, Job.status == JobStatus.RUNNING]
     if lease is not None:
         conditions.append(Job.lease_id == lease)
     return conditions
@@ -437,7 +444,7 @@ def set_waiting(
         update(Job)
         .where(*_owned(job_id, lease))
         .values(
-            stage="wait",
+            stage=JobStage.WAIT,
             provider=provider,
             provider_task_id=task_id,
             usage=usage,
@@ -445,7 +452,7 @@ def set_waiting(
             next_poll_at=func.now() + dt.timedelta(seconds=delay),
         )
     )
-    return result.rowcount == 1
+    return affected_rows(result) == 1
 
 
 def schedule(
@@ -468,7 +475,7 @@ def schedule(
         .where(*_owned(job_id, lease))
         .values(next_poll_at=func.now() + dt.timedelta(seconds=delay), lease_id=None, **values)
     )
-    return result.rowcount == 1
+    return affected_rows(result) == 1
 
 
 def requeue_attempt(
@@ -476,22 +483,23 @@ def requeue_attempt(
     job_id: str,
     *,
     delay: float,
-    usage: dict,
+    attempt_log: list[dict[str, Any]],
     lease: str | None = None,
     refund: bool = False,
 ) -> bool:
     """Start a fresh attempt (another route, or the same after a back-off) after `delay`.
 
-    `refund` gives the attempt just made back to the budget (the vendor said 429).
+    `attempt_log` is the job's log with the attempt just ended; `refund` gives that attempt
+    back to the budget (the vendor said 429).
     """
     extra: dict[str, Any] = {"attempts": Job.attempts - 1} if refund else {}
     return schedule(
         session,
         job_id,
         delay=delay,
-        stage="submit",
+        stage=JobStage.SUBMIT,
         lease=lease,
-        usage=usage,
+        attempt_log=attempt_log,
         provider_task_id=None,
         **extra,
     )
@@ -500,7 +508,9 @@ def requeue_attempt(
 def set_provider(session: Session, job_id: str, provider: str) -> None:
     """Record which vendor is serving the job (for synchronous vendors, at the finish)."""
     session.execute(
-        update(Job).where(Job.id == job_id, Job.status == "running").values(provider=provider)
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
+        .values(provider=provider)
     )
 
 
@@ -519,19 +529,18 @@ def begin_attempt(
     ).scalar_one_or_none()
 
 
-# usage may be SQL NULL or JSON null before any attempt ended: both read as {}.
+# usage may be SQL NULL or JSON null before any attempt ended: both read as {}. A row of an
+# older version keeps its attempts in usage (editqueue.jobs.attempts); the log starts there.
 _NOTE_ATTEMPT = text(
-    "WITH old AS (SELECT CASE WHEN jsonb_typeof(usage) = 'object' THEN usage"
-    "   ELSE '{}'::jsonb END AS usage FROM jobs WHERE id = :id FOR UPDATE)"
+    "WITH old AS (SELECT usage, CASE WHEN jsonb_array_length(attempt_log) > 0 THEN attempt_log"
+    "   WHEN jsonb_typeof(usage -> 'attempts') = 'array' THEN usage -> 'attempts'"
+    "   ELSE '[]'::jsonb END AS log FROM jobs WHERE id = :id FOR UPDATE)"
     " UPDATE jobs SET provider = coalesce(jobs.provider, :provider),"
     " provider_task_id = coalesce(jobs.provider_task_id, :task_id),"
-    " usage = jsonb_set("
-    "   jsonb_strip_nulls(jsonb_build_object('provider_task_id', CAST(:task_id AS text)))"
-    "     || old.usage,"
-    "   '{attempts}',"
-    "   coalesce(old.usage -> 'attempts', '[]'::jsonb) || jsonb_build_array(:entry))"
-    " FROM old WHERE jobs.id = :id"
-    "   AND NOT coalesce(old.usage -> 'attempts', '[]'::jsonb) @> jsonb_build_array(:key)"
+    " usage = jsonb_strip_nulls(jsonb_build_object('provider_task_id', CAST(:task_id AS text)))"
+    "   || CASE WHEN jsonb_typeof(old.usage) = 'object' THEN old.usage ELSE '{}'::jsonb END,"
+    " attempt_log = old.log || jsonb_build_array(:entry)"
+    " FROM old WHERE jobs.id = :id AND NOT old.log @> jsonb_build_array(:key)"
 ).bindparams(bindparam("entry", type_=JSONB), bindparam("key", type_=JSONB))
 
 
@@ -558,10 +567,11 @@ def finish(
     outputs: list[dict] | None = None,
     error: dict | None = None,
     usage: dict | None = None,
-    from_statuses: Sequence[str] = ("running",),
+    attempt_log: list[dict[str, Any]] | None = None,
+    from_statuses: Sequence[str] = (JobStatus.RUNNING,),
 ) -> Job | None:
     """The atomic finishing claim: one caller moves the job to a terminal state, or nobody."""
-    assert status in TERMINAL_STATUSES
+    assert status in TERMINAL
     values: dict[str, Any] = {
         "status": status,
         "stage": None,
@@ -574,6 +584,8 @@ def finish(
         values["outputs"] = outputs
     if usage is not None:
         values["usage"] = usage
+    if attempt_log is not None:
+        values["attempt_log"] = attempt_log
     job = session.scalars(
         update(Job)
         .where(Job.id == job_id, Job.status.in_(from_statuses))

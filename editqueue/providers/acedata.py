@@ -28,19 +28,18 @@ from editqueue.providers.base import (
     OutputRef,
     ProviderError,
     TaskStatus,
+    as_task_failure,
 )
 from editqueue.providers.http import (
     HttpProvider,
     callback_notice,
-    error_for_status,
+    decided_error,
     error_from_envelope,
     json_object,
     malformed,
-    mapped_error,
     mentions_moderation,
     output_from_item,
     send,
-    served_model,
 )
 
 NAME = "acedata"
@@ -114,25 +113,12 @@ class AceDataProvider(HttpProvider):
 
 def build_request_body(request: EditRequest) -> dict[str, Any]:
     """The `/seedream/images` body; `provider_options` merged in last."""
-    body: dict[str, Any] = {
-        "model": served_model(NAME, MODEL_IDS, request),
-        "prompt": request.prompt,
-        # Inline data: AceData need not reach our storage; `image` is the documented field.
-        "image": [image.data_url() for image in request.images],
-        "response_format": "url",
-        "watermark": request.watermark,
-    }
-    if request.model == "seededit-3.0":
-        body["size"] = "adaptive"
-        if request.guidance_scale is not None:
-            body["guidance_scale"] = request.guidance_scale
-    else:
-        body["size"] = ark.seedream_size(request, NAME)
-        if request.n > 1:
-            body["sequential_image_generation"] = "auto"
-            body["sequential_image_generation_options"] = {"max_images": request.n}
-    if request.seed is not None:
-        body["seed"] = request.seed
+    body = ark.seed_fields(request, NAME, MODEL_IDS)
+    # Inline data: AceData need not reach our storage; `image` is the documented field.
+    body["image"] = [image.data_url() for image in request.images]
+    if request.model != "seededit-3.0" and request.n > 1:
+        body["sequential_image_generation"] = "auto"
+        body["sequential_image_generation_options"] = {"max_images": request.n}
     if request.callback_url:
         body["callback_url"] = request.callback_url
         body["async"] = True
@@ -146,7 +132,8 @@ def parse_result(body: Mapping[str, Any]) -> TaskStatus:
     error = body.get("error")
     if body.get("success") is False or isinstance(error, Mapping):
         envelope = error if isinstance(error, Mapping) else {}
-        return TaskStatus(state="failed", task_id=task_id, error=map_error(None, envelope, None))
+        failure = as_task_failure(map_error(None, envelope, None))
+        return TaskStatus(state="failed", task_id=task_id, error=failure)
     items = body.get("data")
     if body.get("success") is True or isinstance(items, list):
         return TaskStatus(state="succeeded", task_id=task_id, outputs=_outputs(items))
@@ -181,25 +168,21 @@ def map_error(
     vendor_code = str(envelope.get("code") or "") or None
     message = str(envelope.get("message") or vendor_code or "acedata request failed")
     known = _ERROR_CODES.get(vendor_code or "")
-    if known is None:
-        if mentions_moderation(message):
-            known = ("content_rejected", False)
-        elif status is not None:
-            return error_for_status(
-                NAME, status, message, provider_code=vendor_code, retry_after=retry_after
-            )
-        else:
-            known = ("provider_error", False)
-    code, retryable = known
+    code: ErrorCode | None = None
+    retryable = False
+    if known is not None:
+        code, retryable = known
+    elif mentions_moderation(message):
+        code = "content_rejected"
     if code == "invalid_request" and "image" in message.lower():
         code = "invalid_image"
-    return mapped_error(
+    return decided_error(
         NAME,
         code,
         message,
+        status=status,
         retryable=retryable,
         provider_code=vendor_code,
-        status_code=status,
         retry_after=retry_after,
     )
 
@@ -224,14 +207,14 @@ def _status_shape(body: Mapping[str, Any], data: Mapping[str, Any], task_id: str
     if state == "failed":
         envelope = data.get("error") or body.get("error") or {}
         error = map_error(None, envelope if isinstance(envelope, Mapping) else {}, None)
-        return TaskStatus(state="failed", task_id=task_id, error=error)
+        return TaskStatus(state="failed", task_id=task_id, error=as_task_failure(error))
     return TaskStatus(state="running", task_id=task_id)
 
 
 def _outputs(items: Any) -> list[OutputRef]:
     """Every result of a `data` list; a success without any is unreadable."""
-    refs = [output_from_item(NAME, item) for item in items or []]
-    refs = [ref for ref in refs if ref is not None]
+    found = [output_from_item(NAME, item) for item in items or []]
+    refs = [ref for ref in found if ref is not None]
     if not refs:
         raise malformed(NAME, "successful answer without images")
     return refs

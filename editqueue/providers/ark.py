@@ -12,15 +12,21 @@ from typing import Any
 
 import httpx
 
-from editqueue.providers.base import EditRequest, ErrorCode, OutputRef, ProviderError, TaskStatus
+from editqueue.providers.base import (
+    EditRequest,
+    ErrorCode,
+    OutputRef,
+    ProviderError,
+    RequestRejected,
+    TaskStatus,
+)
 from editqueue.providers.http import (
     SyncHttpProvider,
+    decided_error,
     decode_inline,
-    error_for_status,
     error_from_envelope,
     json_object,
     malformed,
-    mapped_error,
     result_items,
     send,
     served_model,
@@ -60,28 +66,39 @@ class ArkProvider(SyncHttpProvider):
 
 def build_request_body(request: EditRequest) -> dict[str, Any]:
     """The JSON body for `images/generations`, `provider_options` merged in last."""
-    body: dict[str, Any] = {
-        "model": served_model(NAME, MODEL_IDS, request),
+    body = seed_fields(request, NAME, MODEL_IDS)
+    images = [image.data_url() for image in request.images]
+    if request.model == "seededit-3.0":
+        body["image"] = images[0]
+    else:
+        body["image"] = images[0] if len(images) == 1 else images
+        if request.n > 1:
+            body["sequential_image_generation"] = "auto"
+            body["sequential_image_generation_options"] = {"max_images": request.n}
+    body.update(request.provider_options)
+    return body
+
+
+def seed_fields(
+    request: EditRequest, provider: str, model_ids: Mapping[str, str]
+) -> dict[str, Any]:
+    """The fields Ark and the relays that resell its models name alike: model, prompt,
+    response_format, watermark, size, guidance_scale (SeedEdit) and seed."""
+    fields: dict[str, Any] = {
+        "model": served_model(provider, model_ids, request),
         "prompt": request.prompt,
         "response_format": "url",
         "watermark": request.watermark,
     }
     if request.model == "seededit-3.0":
-        body["image"] = request.images[0].data_url()
-        body["size"] = "adaptive"
+        fields["size"] = "adaptive"
         if request.guidance_scale is not None:
-            body["guidance_scale"] = request.guidance_scale
+            fields["guidance_scale"] = request.guidance_scale
     else:
-        images = [image.data_url() for image in request.images]
-        body["image"] = images[0] if len(images) == 1 else images
-        body["size"] = seedream_size(request)
-        if request.n > 1:
-            body["sequential_image_generation"] = "auto"
-            body["sequential_image_generation_options"] = {"max_images": request.n}
+        fields["size"] = seedream_size(request, provider)
     if request.seed is not None:
-        body["seed"] = request.seed
-    body.update(request.provider_options)
-    return body
+        fields["seed"] = request.seed
+    return fields
 
 
 def seedream_size(request: EditRequest, provider: str = NAME) -> str:
@@ -93,7 +110,7 @@ def seedream_size(request: EditRequest, provider: str = NAME) -> str:
         return request.size
     side = SEEDREAM_RESOLUTIONS.get(request.resolution or SEEDREAM_DEFAULT_RESOLUTION)
     if side is None:
-        raise ProviderError(
+        raise RequestRejected(
             "invalid_request", f"unknown resolution {request.resolution}", provider=provider
         )
     if request.aspect_ratio:
@@ -101,7 +118,7 @@ def seedream_size(request: EditRequest, provider: str = NAME) -> str:
         try:
             ratio = float(ratio_w) / float(ratio_h)
         except (ValueError, ZeroDivisionError):
-            raise ProviderError(
+            raise RequestRejected(
                 "invalid_request", f"bad aspect ratio {request.aspect_ratio}", provider=provider
             ) from None
     else:
@@ -137,7 +154,7 @@ def parse_generation(response: httpx.Response) -> TaskStatus:
 
 
 def map_error(status: int, envelope: Mapping[str, Any], retry_after: float | None) -> ProviderError:
-    """Ark's `{"code", "message", "param", "type"}` to the public vocabulary (vendors.md table)."""
+    """Ark's `{"code", "message", "param", "type"}` to public codes (docs/vendors/ark.md)."""
     vendor_code = str(envelope.get("code") or "")
     message = str(envelope.get("message") or vendor_code or f"ark answered HTTP {status}")
     param = envelope.get("param")
@@ -156,17 +173,13 @@ def map_error(status: int, envelope: Mapping[str, Any], retry_after: float | Non
         code = "invalid_request"
     elif vendor_code.startswith(_SETUP_ERROR_PREFIXES):
         code = "provider_error"
-    if code is None:
-        return error_for_status(
-            NAME, status, message, provider_code=vendor_code or None, retry_after=retry_after
-        )
-    return mapped_error(
+    return decided_error(
         NAME,
         code,
         message,
+        status=status,
         retryable=retryable,
-        provider_code=vendor_code,
-        status_code=status,
+        provider_code=vendor_code or None,
         retry_after=retry_after,
     )
 

@@ -2,6 +2,23 @@
 
 Vendor quirks (field names, string-encoded JSON, error envelopes) stay inside the
 adapter modules; everything that crosses this boundary is vendor-neutral.
+
+Vendor failures cross it as one exception tree, so callers branch on the type:
+
+    ProviderError           any vendor failure (401/403/404 = our configuration, internal)
+    ├── RateLimited         429: come back after `retry_after`; costs no retry budget
+    ├── ProviderUnavailable 5xx, 408, timeouts, connection trouble: transient
+    ├── RequestRejected     the request itself is refused (invalid request or image,
+    │                       moderation): every vendor would refuse it alike
+    ├── TaskFailed          the vendor ran the task and reports it failed
+    └── BadOutput           the vendor's answer or results are unusable (unreadable,
+                            missing, or a result link we refuse to fetch)
+
+Each carries the public `code` (`Job.error.code`), `message`, `provider`,
+`provider_code`, `retryable` and `retry_after`. `ProviderError(code, ...)` itself builds
+the subclass its code names (rate_limited → RateLimited, ...), so an error made from a
+code alone is still caught by type. Adapters mark a failed task's error with
+`as_task_failure`.
 """
 
 from __future__ import annotations
@@ -10,7 +27,9 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
-# Error codes of the public contract (API.md, Job.error.code).
+from editqueue.jobs.errors import job_error
+
+# Error codes of the public contract (`Job.error.code` in the OpenAPI document).
 ErrorCode = Literal[
     "invalid_request",
     "invalid_image",
@@ -26,6 +45,15 @@ ErrorCode = Literal[
 
 class ProviderError(Exception):
     """A vendor call failed; already mapped to the public error vocabulary."""
+
+    def __new__(
+        cls, code: ErrorCode = "provider_error", *args: Any, **kwargs: Any
+    ) -> ProviderError:
+        # The base class called with a code builds that code's subclass (see the module
+        # docstring); a subclass called directly is itself.
+        if cls is ProviderError:
+            cls = _BY_CODE.get(code, ProviderError)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -48,14 +76,62 @@ class ProviderError(Exception):
         self.status_code = status_code
 
     def as_dict(self) -> dict[str, Any]:
-        """The `error` object of the Job, as API.md spells it."""
-        return {
-            "code": self.code,
-            "message": self.message,
-            "provider": self.provider,
-            "provider_code": self.provider_code,
-            "retryable": self.retryable,
-        }
+        """The `error` object of the Job, as the public API spells it."""
+        return job_error(
+            self.code,
+            self.message,
+            provider=self.provider,
+            provider_code=self.provider_code,
+            retryable=self.retryable,
+        )
+
+
+class RateLimited(ProviderError):
+    """The vendor said 429: skip it until `retry_after`; the attempt costs no budget."""
+
+
+class ProviderUnavailable(ProviderError):
+    """The vendor is down or slow (5xx, 408, timeout, connection error): transient."""
+
+
+class RequestRejected(ProviderError):
+    """The vendor refused the request itself (invalid request or image, moderation).
+
+    Another vendor would refuse it the same way, so the job ends.
+    """
+
+
+class TaskFailed(ProviderError):
+    """The vendor ran the task and reports that it failed."""
+
+
+class BadOutput(ProviderError):
+    """The vendor's answer or results cannot be used: unreadable, missing, or unsafe."""
+
+
+_BY_CODE: dict[str, type[ProviderError]] = {
+    "rate_limited": RateLimited,
+    "provider_unavailable": ProviderUnavailable,
+    "timeout": ProviderUnavailable,
+    "invalid_request": RequestRejected,
+    "invalid_image": RequestRejected,
+    "content_rejected": RequestRejected,
+}
+
+
+def as_task_failure(error: ProviderError) -> ProviderError:
+    """A failed task's error: a plain ProviderError becomes TaskFailed, with the same fields."""
+    if type(error) is not ProviderError:
+        return error
+    return TaskFailed(
+        error.code,
+        error.message,
+        provider=error.provider,
+        provider_code=error.provider_code,
+        retryable=error.retryable,
+        retry_after=error.retry_after,
+        status_code=error.status_code,
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,16 +17,14 @@ from editqueue.providers import ark
 from editqueue.providers.base import EditRequest, ErrorCode, OutputRef, ProviderError, TaskStatus
 from editqueue.providers.http import (
     SyncHttpProvider,
-    error_for_status,
+    decided_error,
     error_from_envelope,
     json_object,
     malformed,
-    mapped_error,
     mentions_moderation,
     output_from_item,
     result_items,
     send,
-    served_model,
     usage_of,
 )
 
@@ -64,23 +62,10 @@ def build_form(request: EditRequest) -> tuple[dict[str, str], list[FormFile]]:
 
     `provider_options` are merged into the fields last (objects sent as JSON text).
     """
-    fields: dict[str, Any] = {
-        "model": served_model(NAME, MODEL_IDS, request),
-        "prompt": request.prompt,
-        "response_format": "url",
-        "watermark": request.watermark,
-    }
-    if request.model == "seededit-3.0":
-        fields["size"] = "adaptive"
-        if request.guidance_scale is not None:
-            fields["guidance_scale"] = request.guidance_scale
-    else:
-        fields["size"] = ark.seedream_size(request, NAME)
-        if request.n > 1:
-            # Not on CometAPI's page; `n` is the OpenAI edit field its relay understands.
-            fields["n"] = request.n
-    if request.seed is not None:
-        fields["seed"] = request.seed
+    fields = ark.seed_fields(request, NAME, MODEL_IDS)
+    if request.model != "seededit-3.0" and request.n > 1:
+        # Not on CometAPI's page; `n` is the OpenAI edit field its relay understands.
+        fields["n"] = request.n
     fields.update(request.provider_options)
     files = [
         ("image", (f"image-{index}.{_FILE_EXTENSIONS.get(image.content_type, 'png')}",
@@ -113,7 +98,7 @@ def map_error(status: int, envelope: Mapping[str, Any], retry_after: float | Non
     vendor_code = str(envelope.get("code") or "")
     message = str(envelope.get("message") or f"cometapi answered HTTP {status}")
     text = f"{vendor_code} {message}"
-    code: ErrorCode
+    code: ErrorCode | None = None
     retryable = False
     if status == 429:
         code, retryable = "rate_limited", True
@@ -128,17 +113,13 @@ def map_error(status: int, envelope: Mapping[str, Any], retry_after: float | Non
         code, retryable = "provider_unavailable", True
     elif status in (400, 413, 422):
         code = "invalid_image" if "image" in text.lower() else "invalid_request"
-    else:
-        return error_for_status(
-            NAME, status, message, provider_code=vendor_code or None, retry_after=retry_after
-        )
-    return mapped_error(
+    return decided_error(
         NAME,
         code,
         message,
+        status=status,
         retryable=retryable,
         provider_code=vendor_code or None,
-        status_code=status,
         retry_after=retry_after,
     )
 

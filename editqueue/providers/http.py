@@ -16,11 +16,14 @@ from typing import Any
 import httpx
 
 from editqueue.providers.base import (
+    BadOutput,
     CallbackNotice,
     EditRequest,
     ErrorCode,
     OutputRef,
     ProviderError,
+    ProviderUnavailable,
+    RequestRejected,
     TaskStatus,
 )
 
@@ -221,12 +224,41 @@ def error_for_status(
 
 def malformed(provider: str, detail: str, *, status_code: int | None = None) -> ProviderError:
     """A 2xx answer we cannot read: likely a transient glitch, so retryable."""
-    return ProviderError(
+    return BadOutput(
         "provider_error",
         f"{provider} sent an unreadable answer: {detail}",
         provider=provider,
         retryable=True,
         status_code=status_code,
+    )
+
+
+def decided_error(
+    provider: str,
+    code: ErrorCode | None,
+    message: str,
+    *,
+    status: int | None,
+    retryable: bool = False,
+    provider_code: str | None = None,
+    retry_after: float | None = None,
+) -> ProviderError:
+    """The error a vendor's own code decided (`code`); where it decided nothing, what the
+    HTTP status says, and provider_error when there is no status either."""
+    if code is None:
+        if status is not None:
+            return error_for_status(
+                provider, status, message, provider_code=provider_code, retry_after=retry_after
+            )
+        code = "provider_error"
+    return mapped_error(
+        provider,
+        code,
+        message,
+        retryable=retryable,
+        provider_code=provider_code,
+        status_code=status,
+        retry_after=retry_after,
     )
 
 
@@ -240,7 +272,8 @@ def mapped_error(
     status_code: int | None = None,
     retry_after: float | None = None,
 ) -> ProviderError:
-    """A ProviderError whose `retry_after` is kept only when a retry makes sense."""
+    """A ProviderError (the subclass its code names) whose `retry_after` is kept only when
+    a retry makes sense."""
     return ProviderError(
         code,
         message,
@@ -257,7 +290,7 @@ def model_id(provider: str, model_ids: Mapping[str, str], request: EditRequest) 
     model = model_ids.get(request.model)
     if model is None:
         message = f"{provider} does not serve {request.model}"
-        raise ProviderError("invalid_request", message, provider=provider)
+        raise RequestRejected("invalid_request", message, provider=provider)
     return model
 
 
@@ -269,9 +302,9 @@ def served_model(provider: str, model_ids: Mapping[str, str], request: EditReque
     """
     model = model_id(provider, model_ids, request)
     if not request.images:
-        raise ProviderError("invalid_request", "an input image is required", provider=provider)
+        raise RequestRejected("invalid_request", "an input image is required", provider=provider)
     if request.model == "seededit-3.0" and len(request.images) != 1:
-        raise ProviderError(
+        raise RequestRejected(
             "invalid_request", "SeedEdit takes exactly one image", provider=provider
         )
     return model
@@ -319,4 +352,4 @@ def sniff_content_type(data: bytes) -> str | None:
 
 def _transport_error(code: ErrorCode, provider: str, detail: str) -> ProviderError:
     message = f"{provider} request failed: {detail}"
-    return ProviderError(code, message, provider=provider, retryable=True)
+    return ProviderUnavailable(code, message, provider=provider, retryable=True)

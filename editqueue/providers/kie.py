@@ -24,7 +24,9 @@ from editqueue.providers.base import (
     ErrorCode,
     OutputRef,
     ProviderError,
+    RequestRejected,
     TaskStatus,
+    as_task_failure,
 )
 from editqueue.providers.http import (
     HttpProvider,
@@ -141,13 +143,13 @@ def build_request_body(request: EditRequest) -> dict[str, Any]:
     }
     if request.aspect_ratio:
         if request.aspect_ratio not in IMAGE_SIZES:
-            raise ProviderError(
+            raise RequestRejected(
                 "invalid_request", f"kie has no aspect ratio {request.aspect_ratio}", provider=NAME
             )
         params["image_size"] = IMAGE_SIZES[request.aspect_ratio]
     if request.resolution:
         if request.resolution not in RESOLUTIONS:
-            raise ProviderError(
+            raise RequestRejected(
                 "invalid_request", f"kie has no resolution {request.resolution}", provider=NAME
             )
         params["image_resolution"] = request.resolution
@@ -172,7 +174,9 @@ def parse_record(data: Mapping[str, Any]) -> TaskStatus:
         return TaskStatus(state="succeeded", task_id=task_id, outputs=outputs, usage=usage)
     if state == "fail":
         error = fail_error(data.get("failCode"), data.get("failMsg"))
-        return TaskStatus(state="failed", task_id=task_id, usage=usage, error=error)
+        return TaskStatus(
+            state="failed", task_id=task_id, usage=usage, error=as_task_failure(error)
+        )
     # waiting / queuing / generating, and any state KIE adds later: keep waiting.
     return TaskStatus(state="running", task_id=task_id)
 

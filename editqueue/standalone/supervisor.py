@@ -382,7 +382,7 @@ class Supervisor(StartStop):
     @staticmethod
     def _restore_signal_handlers(previous: dict[int, object]) -> None:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
+            signal.signal(sig, handler)  # type: ignore[arg-type]  # what signal.signal returned
 
 
 def _signal_group(child: _Child, sig: signal.Signals) -> None:

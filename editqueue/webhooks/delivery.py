@@ -18,6 +18,7 @@ import httpx
 from sqlalchemy import Update, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from editqueue import logs
 from editqueue.config import Settings
 from editqueue.ids import new_id
 from editqueue.models import Delivery, DeliveryAttempt, JobEvent
@@ -142,11 +143,14 @@ def _record(
             # Announcements of a disabled endpoint go out through the outbox relay.
             webhook_health.note_outcome(session, delivery.endpoint_id, result, settings=settings)
     log.info(
-        "webhook %s attempt %d → %s (%s)",
-        delivery.id,
-        attempt,
-        result.status_code or result.error,
-        state,
+        "webhook.delivery.attempted",
+        extra=logs.fields(
+            delivery_id=delivery.id,
+            attempt=attempt,
+            status_code=result.status_code,
+            error=result.error,
+            state=state,
+        ),
     )
     return state
 

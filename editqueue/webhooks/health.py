@@ -14,6 +14,7 @@ import logging
 from sqlalchemy import func, update
 from sqlalchemy.orm import Session
 
+from editqueue import logs
 from editqueue.config import Settings
 from editqueue.models import WebhookEndpoint
 from editqueue.webhooks.endpoints import endpoint_to_public
@@ -38,7 +39,9 @@ def disable_endpoint(
     ).one_or_none()
     if endpoint is None:
         return []
-    log.warning("webhook endpoint %s disabled: %s", endpoint.id, reason)
+    log.warning(
+        "webhook.endpoint.disabled", extra=logs.fields(endpoint_id=endpoint.id, reason=reason)
+    )
     _, ids = record_tenant_event(
         session, endpoint.tenant_id, DISABLED_EVENT, endpoint_to_public(endpoint), settings=settings
     )

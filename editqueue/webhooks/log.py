@@ -1,6 +1,6 @@
 """The delivery log: each delivery with its latest attempt on top and every attempt below.
 
-One entry per (event, target). The top-level fields are the ones API.md lists (the
+One entry per (event, target). The top-level fields are the ones docs/webhooks.md lists (the
 outcome of the latest attempt, `attempt` = attempts made so far, `next_attempt_at` while
 pending); `attempts` holds every POST, oldest first, with the receiver's answer
 truncated to 1 KB.

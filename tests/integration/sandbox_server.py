@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 from flask import Flask, request
 from PIL import Image, ImageDraw
 from werkzeug.serving import BaseWSGIServer, make_server
@@ -135,3 +136,34 @@ def upload_image(base_url: str, data: bytes, content_type: str = "image/png") ->
     )
     response.raise_for_status()
     return response.json()["url"]
+
+
+def emulator_fixtures(config: Mapping[str, Any] | None = None) -> tuple[Any, Any, Any, Any]:
+    """The fixtures an emulator test module needs, to bind at its top level:
+
+    base_url, image_url, client, receiver = emulator_fixtures({"latency": 0.2})
+
+    `base_url`: one sandbox with `config` for the module; `image_url`: a sample picture hosted
+    on it; `client`: keyed, on a sandbox reset for each test; `receiver`: a callback receiver.
+    """
+
+    @pytest.fixture(scope="module")
+    def base_url() -> Iterator[str]:
+        with running_sandbox(config) as url:
+            yield url
+
+    @pytest.fixture(scope="module")
+    def image_url(base_url: str) -> str:
+        return upload_image(base_url, sample_image())
+
+    @pytest.fixture
+    def client(base_url: str) -> Iterator[httpx.Client]:
+        with sandbox_client(base_url) as http:
+            yield http
+
+    @pytest.fixture
+    def receiver() -> Iterator[CallbackReceiver]:
+        with running_receiver() as callbacks:
+            yield callbacks
+
+    return base_url, image_url, client, receiver

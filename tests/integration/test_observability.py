@@ -61,6 +61,9 @@ def test_worker_logs_are_json_with_job_context_and_no_secrets(
         and entry.get("provider") == "ark"
         for entry in lines
     ), lines
+    # Events say a stable key and carry their values as fields (docs/operations.md).
+    succeeded = wait_until(lambda: [e for e in job_lines() if e["message"] == "job.succeeded"])[0]
+    assert (succeeded["provider"], succeeded["outputs"]) == ("ark", 1), succeeded
     everything = stack.log("worker") + stack.log("api") + stack.log("beat")
     assert tenant.key not in everything
     assert tenant.secret not in everything

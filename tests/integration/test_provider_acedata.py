@@ -1,14 +1,14 @@
-"""AceDataProvider against the AceData emulator over loopback: sync, async, callbacks.
+"""AceDataProvider against the AceData emulator: what only AceData does.
 
-Also: a job pinned to AceData runs end to end on the test stack, and a callback about a
-task the service does not know is refused (404) and changes nothing.
+What every vendor does is in test_vendor_contract.py. Also: a job pinned to AceData runs
+end to end on the test stack, and a callback about a task the service does not know is
+refused (404) and changes nothing.
 """
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -20,46 +20,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from editqueue.models import Job
 from editqueue.providers.acedata import AceDataProvider
 from tests.conftest import TenantClient, data_url, png_bytes
-from tests.integration.sandbox_server import CallbackReceiver, running_receiver, running_sandbox
 from tests.integration.vendor_contract import (
-    API_KEY,
+    adapter_fixture,
     edit_request,
-    fault,
-    fresh_adapter,
-    hanging_poll_error,
-    poll_error,
-    poll_until_done,
     submit_error,
     unused_input,
-    wrong_key_error,
+    vendor_fixtures,
 )
 from tests.stack import Stack
 
-
-@pytest.fixture(scope="module")
-def sandbox_url() -> Iterator[str]:
-    with running_sandbox({"api_keys": API_KEY, "latency": 0.3}) as url:
-        yield url
-
-
-@pytest.fixture
-def acedata(sandbox_url: str) -> Iterator[AceDataProvider]:
-    with fresh_adapter(AceDataProvider, sandbox_url, "acedata") as provider:
-        yield provider
-
-
-@pytest.fixture
-def receiver() -> Iterator[CallbackReceiver]:
-    with running_receiver() as callbacks:
-        yield callbacks
-
-
-def test_without_a_callback_the_edit_is_synchronous(acedata: AceDataProvider) -> None:
-    status = acedata.submit(edit_request(guidance_scale=6.0))
-    assert status.state == "succeeded" and status.task_id
-    [output] = status.outputs
-    picture = Image.open(io.BytesIO(httpx.get(output.url or "").content))
-    assert (picture.format, picture.size) == ("JPEG", (1152, 864))
+sandbox_url, _ = vendor_fixtures({"latency": 0.3})
+acedata = adapter_fixture(AceDataProvider, "acedata")
 
 
 def test_seedream_group_synchronously(acedata: AceDataProvider) -> None:
@@ -67,21 +38,6 @@ def test_seedream_group_synchronously(acedata: AceDataProvider) -> None:
     status = acedata.submit(request)
     sizes = {Image.open(io.BytesIO(httpx.get(o.url or "").content)).size for o in status.outputs}
     assert len(status.outputs) == 2 and sizes == {(1168, 880)}
-
-
-def test_with_a_callback_the_task_runs_async_and_calls_back(
-    acedata: AceDataProvider, receiver: CallbackReceiver
-) -> None:
-    created = acedata.submit(edit_request(callback_url=receiver.url))
-    assert created.state == "running" and created.task_id
-    # Polling is the safety net: the record shape, running then finished.
-    assert acedata.poll(created.task_id).state == "running"
-    [callback] = receiver.wait_for(1)
-    notice = acedata.parse_callback(callback.headers, callback.body)
-    assert notice.task_id == created.task_id
-    assert notice.status is not None and notice.status.state == "succeeded"
-    polled = poll_until_done(acedata, created.task_id)
-    assert polled.outputs == notice.status.outputs
 
 
 def test_callback_for_an_unknown_task_is_a_notice_to_ignore(acedata: AceDataProvider) -> None:
@@ -93,31 +49,12 @@ def test_callback_for_an_unknown_task_is_a_notice_to_ignore(acedata: AceDataProv
 
 
 @pytest.mark.parametrize(
-    ("kind", "code", "retryable"),
-    [("task_fail", "provider_unavailable", True), ("moderation", "content_rejected", False)],
-)
-def test_failed_tasks_poll_and_call_back_as_failed(
-    acedata: AceDataProvider, receiver: CallbackReceiver, kind: str, code: str, retryable: bool
-) -> None:
-    request = edit_request(callback_url=receiver.url, provider_options=fault(kind))
-    task_id = acedata.submit(request).task_id or ""
-    [callback] = receiver.wait_for(1)
-    for status in (
-        acedata.parse_callback(callback.headers, callback.body).status,
-        poll_until_done(acedata, task_id),
-    ):
-        assert status is not None and status.state == "failed" and status.error is not None
-        assert (status.error.code, status.error.retryable) == (code, retryable)
-
-
-@pytest.mark.parametrize(
     ("change", "code", "provider_code", "status"),
     [
         ({"guidance_scale": 0.5}, "invalid_request", "bad_request", 400),
         ({"images": [unused_input((14, 200))]}, "invalid_image", "bad_request", 400),
-        ({"provider_options": fault("moderation")}, "content_rejected", "forbidden", 403),
     ],
-    ids=["guidance", "narrow-image", "moderation"],
+    ids=["guidance", "narrow-image"],
 )
 def test_synchronous_refusals(
     acedata: AceDataProvider, change: dict[str, Any], code: str, provider_code: str, status: int
@@ -128,49 +65,6 @@ def test_synchronous_refusals(
         provider_code,
         False,
         status,
-    )
-
-
-def test_wrong_key_is_a_permanent_provider_error(sandbox_url: str) -> None:
-    error = wrong_key_error(AceDataProvider, f"{sandbox_url}/acedata", edit_request())
-    assert (error.code, error.provider_code, error.retryable) == (
-        "provider_error",
-        "invalid_token",
-        False,
-    )
-
-
-@pytest.mark.parametrize(
-    ("fault_options", "code", "status"),
-    [
-        (fault("rate_limit", retry_after=3), "rate_limited", 429),
-        (fault("server_error", status=500), "provider_unavailable", 500),
-        (fault("server_error", status=504), "timeout", 504),
-        (fault("task_fail"), "provider_unavailable", 500),
-        (fault("malformed"), "provider_error", 200),
-    ],
-    ids=["429", "500", "504", "task-fail", "malformed"],
-)
-def test_transient_failures(
-    acedata: AceDataProvider, fault_options: dict[str, Any], code: str, status: int
-) -> None:
-    error = submit_error(acedata, edit_request(provider_options=fault_options))
-    assert (error.code, error.retryable, error.status_code) == (code, True, status)
-    if status == 429:
-        assert error.retry_after == 3.0
-
-
-def test_hanging_poll_is_a_timeout(sandbox_url: str, receiver: CallbackReceiver) -> None:
-    request = edit_request(callback_url=receiver.url)
-    hanging_poll_error(AceDataProvider, sandbox_url, "acedata", request)
-
-
-def test_unknown_task_poll_is_permanent(acedata: AceDataProvider) -> None:
-    error = poll_error(acedata, "no-such-task")
-    assert (error.code, error.provider_code, error.retryable) == (
-        "provider_error",
-        "not_found",
-        False,
     )
 
 

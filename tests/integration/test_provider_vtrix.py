@@ -1,79 +1,37 @@
-"""VtrixProvider against the Vtrix emulator over loopback: tasks, polling, failures.
+"""VtrixProvider against the Vtrix emulator: what only Vtrix does (its error spellings).
 
-Also: images the API refuses never reach any vendor (the sandbox's counters stay still).
+What every vendor does is in test_vendor_contract.py. Also: images the API refuses
+never reach any vendor (the sandbox's counters stay still).
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from PIL import Image
 
 from editqueue.providers.base import EditRequest, InputImage
 from editqueue.providers.vtrix import VtrixProvider
 from tests.conftest import TenantClient, data_url
-from tests.integration.sandbox_server import running_sandbox
 from tests.integration.vendor_contract import (
-    API_KEY,
+    VTRIX_FIELDS,
+    adapter_fixture,
     edit_request,
     fault,
-    fresh_adapter,
-    hanging_poll_error,
-    hosted_input,
-    poll_error,
     poll_until_done,
-    queue_fault,
     submit_error,
-    wrong_key_error,
+    vendor_fixtures,
 )
 from tests.stack import Stack
 
-
-@pytest.fixture(scope="module")
-def sandbox_url() -> Iterator[str]:
-    with running_sandbox({"api_keys": API_KEY, "latency": 0.3}) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def input_image(sandbox_url: str) -> InputImage:
-    return hosted_input(sandbox_url)
-
-
-@pytest.fixture
-def vtrix(sandbox_url: str) -> Iterator[VtrixProvider]:
-    with fresh_adapter(VtrixProvider, sandbox_url, "vtrix") as provider:
-        yield provider
+sandbox_url, input_image = vendor_fixtures({"latency": 0.3})
+vtrix = adapter_fixture(VtrixProvider, "vtrix")
 
 
 def _request(image: InputImage, **fields: Any) -> EditRequest:
-    values: dict[str, Any] = {
-        "prompt": "change the clothes to pink",
-        "images": [image],
-        "seed": 5,
-        "guidance_scale": 5.5,
-    }
-    return edit_request(**{**values, **fields})
-
-
-def test_create_poll_and_download(vtrix: VtrixProvider, input_image: InputImage) -> None:
-    created = vtrix.submit(_request(input_image, guidance_scale=10.0))
-    assert created.state == "running" and created.task_id and created.progress is not None
-    status = poll_until_done(vtrix, created.task_id)
-    assert (status.state, status.task_id) == ("succeeded", created.task_id)
-    assert status.usage["total_tokens"] > 0
-    [output] = status.outputs
-    picture = Image.open(io.BytesIO(httpx.get(output.url or "").content))
-    assert (picture.format, picture.size) == ("JPEG", (1152, 864))
-
-
-def test_wrong_key_is_a_permanent_provider_error(sandbox_url: str, input_image: InputImage) -> None:
-    error = wrong_key_error(VtrixProvider, f"{sandbox_url}/vtrix", _request(input_image))
-    assert (error.code, error.retryable, error.status_code) == ("provider_error", False, 401)
+    return edit_request(**{"images": [image], **VTRIX_FIELDS, **fields})
 
 
 @pytest.mark.parametrize(
@@ -99,12 +57,11 @@ def test_model_errors_are_permanent(
 @pytest.mark.parametrize(
     ("params", "code", "provider_code", "retryable"),
     [
-        ({}, "provider_unavailable", "3014095", True),
         ({"error_shape": "message"}, "provider_unavailable", "3014095", True),
         ({"error_shape": "numeric"}, "provider_unavailable", "3014095", True),
         ({"error_shape": "string"}, "provider_error", None, False),
     ],
-    ids=["seed-spelling", "message", "numeric", "string"],
+    ids=["message", "numeric", "string"],
 )
 def test_failed_task_in_every_error_spelling(
     vtrix: VtrixProvider,
@@ -123,48 +80,6 @@ def test_failed_task_in_every_error_spelling(
         provider_code,
         retryable,
     )
-
-
-def test_moderated_task_is_content_rejected(vtrix: VtrixProvider, input_image: InputImage) -> None:
-    created = vtrix.submit(_request(input_image, provider_options=fault("moderation")))
-    status = poll_until_done(vtrix, created.task_id or "")
-    assert status.error is not None
-    assert (status.error.code, status.error.retryable) == ("content_rejected", False)
-
-
-def test_rate_limit_and_server_errors_are_retryable(
-    vtrix: VtrixProvider, input_image: InputImage, sandbox_url: str
-) -> None:
-    queue_fault(sandbox_url, "vtrix", "create", "rate_limit", retry_after=4)
-    limited = submit_error(vtrix, _request(input_image))
-    assert (limited.code, limited.retryable, limited.retry_after) == ("rate_limited", True, 4.0)
-    assert limited.provider_code == "1002"
-    queue_fault(sandbox_url, "vtrix", "create", "server_error", status=500)
-    broken = submit_error(vtrix, _request(input_image))
-    assert (broken.code, broken.retryable, broken.status_code) == (
-        "provider_unavailable",
-        True,
-        500,
-    )
-
-
-def test_malformed_poll_is_retryable_and_unknown_task_is_not(
-    vtrix: VtrixProvider, input_image: InputImage, sandbox_url: str
-) -> None:
-    task_id = vtrix.submit(_request(input_image)).task_id or ""
-    queue_fault(sandbox_url, "vtrix", "poll", "malformed")
-    malformed = poll_error(vtrix, task_id)
-    assert (malformed.code, malformed.retryable) == ("provider_error", True)
-    unknown = poll_error(vtrix, "no-such-task")
-    assert (unknown.code, unknown.retryable, unknown.status_code) == (
-        "provider_error",
-        False,
-        404,
-    )
-
-
-def test_hanging_poll_is_a_timeout(sandbox_url: str, input_image: InputImage) -> None:
-    hanging_poll_error(VtrixProvider, sandbox_url, "vtrix", _request(input_image))
 
 
 def _picture(size: tuple[int, int], fmt: str = "PNG") -> bytes:

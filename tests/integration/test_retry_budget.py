@@ -1,6 +1,6 @@
 """The retry budget on the real stack: vendor failures end a job in seconds, not at its deadline.
 
-`EDITQUEUE_MAX_ATTEMPTS` is left at its default (3) here, as API.md states it.
+`EDITQUEUE_MAX_ATTEMPTS` is left at its default (3) here, as README.md ("Retries") states it.
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ import functools
 import io
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,12 +16,10 @@ from PIL import Image
 from tests.conftest import data_url
 from tests.integration.sandbox_server import (
     CallbackReceiver,
+    emulator_fixtures,
     poll_until,
-    running_receiver,
     running_sandbox,
     sample_image,
-    sandbox_client,
-    upload_image,
 )
 
 SEEDEDIT = "doubao-seededit-3-0-i2i-250628"
@@ -30,27 +27,7 @@ SEEDREAM = "doubao-seedream-4-0-250828"
 LATENCY = 0.2
 
 
-@pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    with running_sandbox({"latency": LATENCY}) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def image_url(base_url: str) -> str:
-    return upload_image(base_url, sample_image())
-
-
-@pytest.fixture
-def client(base_url: str) -> Iterator[httpx.Client]:
-    with sandbox_client(base_url) as http:
-        yield http
-
-
-@pytest.fixture
-def receiver() -> Iterator[CallbackReceiver]:
-    with running_receiver() as callbacks:
-        yield callbacks
+base_url, image_url, client, receiver = emulator_fixtures({"latency": LATENCY})
 
 
 def _body(image: str, **fields: Any) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,25 +14,16 @@ from PIL import Image
 from tests.conftest import data_url
 from tests.integration.sandbox_server import (
     AUTH,
+    emulator_fixtures,
     running_sandbox,
     sample_image,
-    sandbox_client,
     upload_image,
 )
 
 MODEL = "doubao-seededit-3-0-i2i-250628"
 
 
-@pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    with running_sandbox() as url:
-        yield url
-
-
-@pytest.fixture
-def client(base_url: str) -> Iterator[httpx.Client]:
-    with sandbox_client(base_url) as http:
-        yield http
+base_url, image_url, client, receiver = emulator_fixtures()
 
 
 def _body(**fields: Any) -> dict[str, Any]:

@@ -5,28 +5,18 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
 
-from tests.integration.sandbox_server import running_sandbox, sample_image, sandbox_client
+from tests.integration.sandbox_server import emulator_fixtures, sample_image
 
 SEEDEDIT = "bytedance-seedEdit-3.0-i2i"
 
 
-@pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    with running_sandbox() as url:
-        yield url
-
-
-@pytest.fixture
-def client(base_url: str) -> Iterator[httpx.Client]:
-    with sandbox_client(base_url) as http:
-        yield http
+base_url, image_url, client, receiver = emulator_fixtures()
 
 
 def _edit(

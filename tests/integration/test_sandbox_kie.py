@@ -9,7 +9,6 @@ import hmac
 import io
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,11 +18,10 @@ from PIL import Image
 from tests.integration.sandbox_server import (
     AUTH,
     CallbackReceiver,
+    emulator_fixtures,
     poll_until,
-    running_receiver,
     running_sandbox,
     sample_image,
-    sandbox_client,
     upload_image,
 )
 
@@ -32,27 +30,9 @@ WEBHOOK_KEY = "kie-hmac-key"
 LATENCY = 0.3
 
 
-@pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    with running_sandbox({"latency": LATENCY, "kie_webhook_key": WEBHOOK_KEY}) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def image_url(base_url: str) -> str:
-    return upload_image(base_url, sample_image())
-
-
-@pytest.fixture
-def client(base_url: str) -> Iterator[httpx.Client]:
-    with sandbox_client(base_url) as http:
-        yield http
-
-
-@pytest.fixture
-def receiver() -> Iterator[CallbackReceiver]:
-    with running_receiver() as callbacks:
-        yield callbacks
+base_url, image_url, client, receiver = emulator_fixtures(
+    {"latency": LATENCY, "kie_webhook_key": WEBHOOK_KEY}
+)
 
 
 def _body(image_url: str, callback_url: str | None = None, **params: Any) -> dict[str, Any]:

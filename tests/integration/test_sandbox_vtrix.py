@@ -6,7 +6,6 @@ import base64
 import functools
 import io
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,10 +14,10 @@ from PIL import Image
 
 from tests.integration.sandbox_server import (
     AUTH,
+    emulator_fixtures,
     poll_until,
     running_sandbox,
     sample_image,
-    sandbox_client,
     upload_image,
 )
 
@@ -26,21 +25,7 @@ MODEL = "spark_edit_3_0_i2i"
 LATENCY = 0.2
 
 
-@pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    with running_sandbox({"latency": LATENCY}) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def image_url(base_url: str) -> str:
-    return upload_image(base_url, sample_image())
-
-
-@pytest.fixture
-def client(base_url: str) -> Iterator[httpx.Client]:
-    with sandbox_client(base_url) as http:
-        yield http
+base_url, image_url, client, receiver = emulator_fixtures({"latency": LATENCY})
 
 
 def _wrapped(image: str, **params: Any) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from api.offload import run_blocking
 from editqueue.infra.images import (
     ImageConstraints,
     ImageFetchError,
-    InvalidImage,
+    ImageRejected,
     fetch_image,
     header_pixels,
     inspect_image,
@@ -78,12 +78,12 @@ def test_valid_images_are_described(fmt: str, content_type: str, ext: str) -> No
 def test_webp_only_where_the_model_allows_it() -> None:
     data = encode(64, 64, "WEBP")
     assert inspect_image(data, WITH_WEBP).content_type == "image/webp"
-    with pytest.raises(InvalidImage, match=r"^not a JPEG/PNG image \(it is WEBP\)$"):
+    with pytest.raises(ImageRejected, match=r"^not a JPEG/PNG image \(it is WEBP\)$"):
         inspect_image(data, JPEG_PNG)
 
 
 def test_a_gif_is_refused() -> None:
-    with pytest.raises(InvalidImage, match=r"not a JPEG/PNG image \(it is GIF\)"):
+    with pytest.raises(ImageRejected, match=r"not a JPEG/PNG image \(it is GIF\)"):
         inspect_image(encode(64, 64, "GIF"), JPEG_PNG)
 
 
@@ -93,12 +93,12 @@ def test_a_gif_is_refused() -> None:
     ids=["random-bytes", "html", "png-signature-only"],
 )
 def test_bytes_that_are_not_images_are_refused(data: bytes) -> None:
-    with pytest.raises(InvalidImage, match=r"^not a JPEG/PNG image$"):
+    with pytest.raises(ImageRejected, match=r"^not a JPEG/PNG image$"):
         inspect_image(data, JPEG_PNG)
 
 
 def test_empty_bytes() -> None:
-    with pytest.raises(InvalidImage, match="image is empty"):
+    with pytest.raises(ImageRejected, match="image is empty"):
         inspect_image(b"", JPEG_PNG)
 
 
@@ -110,7 +110,7 @@ def test_empty_bytes() -> None:
     ],
 )
 def test_small_sides_are_refused(size: tuple[int, int], message: str) -> None:
-    with pytest.raises(InvalidImage, match=f"^{message}$"):
+    with pytest.raises(ImageRejected, match=f"^{message}$"):
         inspect_image(encode(*size), JPEG_PNG)
 
 
@@ -120,7 +120,7 @@ def test_side_limit_is_exclusive() -> None:
 
 @pytest.mark.parametrize("size", [(400, 100), (100, 400), (300, 100)])
 def test_extreme_aspect_ratios_are_refused(size: tuple[int, int]) -> None:
-    with pytest.raises(InvalidImage, match="less than 3 times the short side"):
+    with pytest.raises(ImageRejected, match="less than 3 times the short side"):
         inspect_image(encode(*size), JPEG_PNG)
 
 
@@ -132,7 +132,11 @@ def test_an_11_mb_image_is_refused_before_decoding() -> None:
     # Noise does not compress, so a 1950x1950 RGB PNG is a valid image of about 11 MB.
     data = encode(1950, 1950, noise=True, compress_level=0)
     assert 10 * 1024 * 1024 < len(data) < 12 * 1024 * 1024
-    with pytest.raises(InvalidImage, match=r"^image is 1[01]\.\d MB; the limit is 10 MB$"):
+    with pytest.raises(
+        ImageRejected,
+        match=r"^image is 1[01]\.\d\d? MB \([\d,]+ bytes\); "
+        r"the limit is 10 MB \(10,485,760 bytes\)$",
+    ):
         inspect_image(data, JPEG_PNG)
     # The same bytes are a fine image when the limit allows them.
     roomy = ImageConstraints(formats=frozenset({"PNG"}), max_bytes=20 * 1024 * 1024)
@@ -143,26 +147,26 @@ def test_truncated_images_are_refused() -> None:
     png = encode(200, 200, noise=True)
     jpeg = encode(200, 200, "JPEG", noise=True)
     for data in (png[: len(png) // 2], jpeg[: len(jpeg) // 2]):
-        with pytest.raises(InvalidImage, match="truncated or corrupt"):
+        with pytest.raises(ImageRejected, match="truncated or corrupt"):
             inspect_image(data, JPEG_PNG)
 
 
 def test_corrupt_png_chunk_is_refused() -> None:
     data = bytearray(encode(64, 64, noise=True))
     data[len(data) // 2] ^= 0xFF  # flips a byte inside IDAT: its CRC no longer matches
-    with pytest.raises(InvalidImage, match="truncated or corrupt"):
+    with pytest.raises(ImageRejected, match="truncated or corrupt"):
         inspect_image(bytes(data), JPEG_PNG)
 
 
 def test_decompression_bomb_is_refused_from_its_header() -> None:
     # 50000x50000 is 2.5 gigapixels; Pillow refuses it while reading the header.
-    with pytest.raises(InvalidImage, match="too many pixels"):
+    with pytest.raises(ImageRejected, match="too many pixels"):
         inspect_image(png_declaring(50_000, 50_000), JPEG_PNG)
 
 
 def test_pixel_limit_is_ours_not_pillows() -> None:
     # 8000x8000 is under Pillow's global bomb limit but over the model's 36 MP.
-    with pytest.raises(InvalidImage, match=r"8000x8000 px \(64 megapixels\); the limit is 36"):
+    with pytest.raises(ImageRejected, match=r"8000x8000 px \(64 megapixels\); the limit is 36"):
         inspect_image(png_declaring(8000, 8000), JPEG_PNG)
     assert Image.MAX_IMAGE_PIXELS == 89_478_485  # no global was changed to get here
 
@@ -196,7 +200,7 @@ def test_data_url_round_trip() -> None:
     ],
 )
 def test_bad_data_urls(value: str, message: str) -> None:
-    with pytest.raises(InvalidImage, match=message):
+    with pytest.raises(ImageRejected, match=message):
         parse_data_url(value)
 
 
@@ -249,7 +253,7 @@ def test_images_refused_from_their_header_do_not_use_the_budget() -> None:
     inline.reserve("image", png_declaring(8000, 8000), JPEG_PNG)  # over the model's 36 Mpx
     inline.reserve("image", b"not an image", JPEG_PNG)
     assert inline.reserved_pixels == 0
-    with pytest.raises(InvalidImage, match="64 megapixels"):
+    with pytest.raises(ImageRejected, match="64 megapixels"):
         inline.inspect("image", png_declaring(8000, 8000), JPEG_PNG)
 
 
@@ -269,7 +273,7 @@ def test_a_broken_large_image_is_refused_every_time_but_decoded_once() -> None:
     large = encode(2000, 1500)
     broken = large[: len(large) // 2]  # the header is intact, the pixel data cut short
     for _ in range(2):
-        with pytest.raises(InvalidImage, match="truncated or corrupt"):
+        with pytest.raises(ImageRejected, match="truncated or corrupt"):
             inline.inspect("image", broken, JPEG_PNG)
     assert runner.calls == ["inspect_image"]
 
@@ -282,7 +286,7 @@ def test_data_urls_are_decoded_once_and_large_ones_through_run_blocking() -> Non
     large = "data:image/png;base64," + "AAAA" * 400_000  # 1.2 MB of zero bytes
     assert inline.load(large) == inline.load(large) == bytes(1_200_000)
     for _ in range(2):
-        with pytest.raises(InvalidImage, match="not valid base64"):
+        with pytest.raises(ImageRejected, match="not valid base64"):
             inline.load("data:image/png;base64,@@@@")
     assert runner.calls == ["parse_data_url"]
 
@@ -440,23 +444,24 @@ def test_fetch_returns_the_bytes(server: str) -> None:
 
 def test_fetch_refuses_loopback_by_default(server: str) -> None:
     with pytest.raises(
-        InvalidImage, match=r"^image URL refused: 127\.0\.0\.1 is not allowed \(loopback address\)$"
+        ImageRejected,
+        match=r"^image URL refused: 127\.0\.0\.1 is not allowed \(loopback address\)$",
     ):
         fetch(f"{server}/img.png", allowed_networks=())
 
 
 def test_fetch_refuses_a_redirect_to_a_private_address(server: str) -> None:
-    with pytest.raises(InvalidImage, match=r"image URL refused: 10\.0\.0\.1"):
+    with pytest.raises(ImageRejected, match=r"image URL refused: 10\.0\.0\.1"):
         fetch(f"{server}/redirect-private")
 
 
 def test_fetch_stops_after_three_redirects(server: str) -> None:
-    with pytest.raises(InvalidImage, match="more than 3 redirects"):
+    with pytest.raises(ImageRejected, match="more than 3 redirects"):
         fetch(f"{server}/loop")
 
 
 def test_fetch_http_errors(server: str) -> None:
-    with pytest.raises(InvalidImage, match=r"^could not fetch image: HTTP 404$"):
+    with pytest.raises(ImageRejected, match=r"^could not fetch image: HTTP 404$"):
         fetch(f"{server}/missing")
     with pytest.raises(ImageFetchError, match="HTTP 503") as info:
         fetch(f"{server}/busy")
@@ -464,17 +469,20 @@ def test_fetch_http_errors(server: str) -> None:
 
 
 def test_fetch_refuses_a_declared_length_over_the_cap(server: str) -> None:
-    with pytest.raises(InvalidImage, match="image is 50 MB; the limit is 1 MB"):
+    with pytest.raises(
+        ImageRejected,
+        match=r"image is 50 MB \(52,428,800 bytes\); the limit is 1 MB \(1,048,576 bytes\)",
+    ):
         fetch(f"{server}/declared-huge")
 
 
 def test_fetch_aborts_mid_stream_past_the_cap(server: str) -> None:
-    with pytest.raises(InvalidImage, match="larger than 1 MB"):
+    with pytest.raises(ImageRejected, match="larger than 1 MB"):
         fetch(f"{server}/undeclared-huge")
 
 
 def test_fetch_refuses_compressed_bodies(server: str) -> None:
-    with pytest.raises(InvalidImage, match="Content-Encoding gzip"):
+    with pytest.raises(ImageRejected, match="Content-Encoding gzip"):
         fetch(f"{server}/gzip")
 
 
@@ -494,5 +502,5 @@ def test_fetch_connection_refused_is_retryable() -> None:
 
 
 def test_fetch_refuses_other_schemes() -> None:
-    with pytest.raises(InvalidImage, match="scheme must be https or http"):
+    with pytest.raises(ImageRejected, match="scheme must be https or http"):
         fetch("file:///etc/passwd")

@@ -11,6 +11,7 @@ from editqueue.catalog import resolve_model
 from editqueue.ids import new_id
 from editqueue.jobs import routing
 from editqueue.jobs.pipeline import poll_delay, retry_delay
+from editqueue.providers.base import ProviderError
 
 
 def test_poll_delay_backs_off_with_age() -> None:
@@ -40,7 +41,8 @@ def test_retry_delay_grows_is_capped_and_honours_retry_after() -> None:
     ],
 )
 def test_retry_scope_follows_the_adapters_mapping(code: str, retryable: bool, scope: str) -> None:
-    assert routing.retry_scope(code, retryable) == scope
+    error = ProviderError(code, "the vendor failed", provider="ark", retryable=retryable)
+    assert routing.retry_scope(error) == scope
 
 
 def test_a_vendor_that_failed_a_job_for_good_is_not_eligible_again() -> None:
