@@ -7,6 +7,7 @@ import hmac
 from flask import Blueprint, Response, request
 
 from api.errors import ApiProblem
+from api.openapi import operation
 from api.state import services
 from editqueue import metrics
 
@@ -33,8 +34,20 @@ def _check_token() -> None:
 
 
 @bp.get("/metrics")
+@operation(
+    "Prometheus metrics",
+    tags=["operations"],
+    auth=False,
+    responses={200: None, 401: None},
+    raw_responses={200: {CONTENT_TYPE: {"schema": {"type": "string"}}}},
+    response_descriptions={200: "Prometheus text exposition format 0.0.4"},
+)
 def scrape() -> Response:
-    """Jobs by state, queue depth and age, vendor calls and latency, webhooks, outbox lag."""
+    """Jobs by state, queue depth and age, vendor calls and latency, webhooks, outbox lag.
+
+    When EDITQUEUE_METRICS_TOKEN is set the scrape must send `Authorization: Bearer <token>`,
+    else the answer is a 401; without it the endpoint is open (keep it off public networks).
+    """
     _check_token()
     svc = services()
     body = metrics.render(svc.sessions, svc.settings.redis_url)

@@ -29,7 +29,9 @@ bp = Blueprint("webhook_endpoints", __name__, url_prefix="/v1/webhook-endpoints"
 
 Body = TypeVar("Body", bound=BaseModel)
 
-LIMIT_QUERY = query_param("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50})
+LIMIT_QUERY = query_param(
+    "limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}, "page size, 1–200"
+)
 CURSOR_QUERY = query_param("cursor", {"type": "string"}, "next_cursor of the previous page")
 
 

@@ -102,7 +102,11 @@ def test_api_answers_every_request_within_its_contract(stack, tenant: TenantClie
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) > 10
     for operation in operations:
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+        raw = operation.definition.raw
+        # /healthz and the like take no input at all: there is nothing to make invalid.
+        negatable = raw.get("parameters") or raw.get("requestBody") or raw.get("security")
+        modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if negatable else [])
+        for mode in modes:
             try:
                 _fuzz(operation, mode, stack.api_url, tenant.key)
             except Exception as exc:  # each operation's failure is reported, not just the first
