@@ -25,7 +25,7 @@ from editqueue.standalone import processes
 from editqueue.standalone.embedded import EmbeddedPostgres, EmbeddedRedis
 from editqueue.standalone.ports import free_port
 from editqueue.standalone.supervisor import RestartPolicy, Supervisor, wait_for_http
-from editqueue.tenants import authenticate, create_api_key, ensure_tenant
+from editqueue.tenants import authenticate, create_api_key, ensure_tenant, key_digest
 
 if TYPE_CHECKING:
     from editqueue.standalone.demo import Receiver
@@ -272,9 +272,20 @@ def run(
         _say("stopped.")
 
 
+def console_link(info: StackInfo) -> str:
+    """A one-time, short-lived link that signs the demo tenant in to the console (it
+    carries a signed token, never the key)."""
+    from api.console.signin_token import make_signin_token  # the API package, loaded late
+
+    secret = _secret_key(Path(info.data_dir)).encode()
+    token = make_signin_token(secret, key_digest(info.api_key) or "")
+    return f"{info.api_url}/console/signin/{token}"
+
+
 def _print_banner(info: StackInfo, info_path: Path) -> None:
     _say("is up")
     click.echo(f"  API        {info.api_url}   (docs: {info.api_url}/docs)")
+    click.echo(f"  console    {console_link(info)}   (one-time sign-in link, 30 min)")
     click.echo(f"  API key    {info.api_key}")
     click.echo(f"  sandbox    {info.sandbox_url}")
     click.echo(f"  database   {info.database_url}")
