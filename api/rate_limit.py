@@ -13,7 +13,9 @@ Configuration:
   is cached per process with the key itself (`api.auth.OWNER_CACHE_SECONDS`).
 
 Every limited response carries `RateLimit-Limit`, `RateLimit-Remaining` and
-`RateLimit-Reset` (seconds until the bucket is full again); a 429 adds `Retry-After`.
+`RateLimit-Reset`; a 429 adds `Retry-After`. Both are whole seconds rounded up: on a 429
+`RateLimit-Reset` is the same number as `Retry-After` (when the next request passes),
+otherwise it is the time until the bucket is full again.
 If Redis is unreachable the API fails open: requests pass unlimited and a warning is logged,
 because a broker outage must never turn into API errors.
 """
@@ -71,15 +73,18 @@ class Decision:
     reset_after: float
 
     def headers(self) -> dict[str, str]:
-        """The RateLimit-* headers (and Retry-After when refused)."""
+        """The RateLimit-* headers (and Retry-After when refused, equal to RateLimit-Reset)."""
+        retry_after = str(max(1, math.ceil(self.retry_after)))
         out = {
             "RateLimit-Limit": str(self.limit),
             "RateLimit-Remaining": str(self.remaining),
-            "RateLimit-Reset": str(math.ceil(self.reset_after)),
+            "RateLimit-Reset": str(max(1, math.ceil(self.reset_after)))
+            if self.allowed
+            else retry_after,
             "RateLimit-Policy": f"{self.limit};w={self.window}",
         }
         if not self.allowed:
-            out["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
+            out["Retry-After"] = retry_after
         return out
 
 
@@ -175,7 +180,8 @@ def _document_429(app: Flask) -> None:
     # Every authenticated operation can be refused with a 429: say so in /openapi.json.
     for view in app.view_functions.values():
         op = getattr(view, "_openapi", None)
-        if op is not None and op.auth:
+        # Operator routes (api/admin.py) carry no tenant key, so nothing limits them.
+        if op is not None and op.auth and op.security_scheme == "bearer":
             op.responses.setdefault(429, None)
 
 

@@ -3,7 +3,8 @@
 `submit` turns files, folders or a JSONL manifest into batches of at most 1,000 jobs. Each
 batch is sent with an Idempotency-Key derived from its content and parameters, so an
 interrupted run can simply be started again: batches already sent are replayed by the
-server, never created twice.
+server, never created twice. A file that cannot be submitted (unreadable, not an image, over
+the model's limits) is skipped with a line saying why; the rest go ahead.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import base64
 import contextlib
 import dataclasses
 import hashlib
+import itertools
 import json
 import sys
 import time
@@ -21,16 +23,27 @@ from typing import Any, TypeVar
 
 import click
 
-from editqueue.client import API_KEY_ENV, API_URL_ENV, DEFAULT_API_URL, Client, ClientError
+from editqueue.catalog import resolve_model
+from editqueue.client import (
+    API_KEY_ENV,
+    API_URL_ENV,
+    DEFAULT_API_URL,
+    Client,
+    ClientError,
+    Job,
+    WaitTimeout,
+)
+from editqueue.infra.images import ImageConstraints, ImageRejected, inspect_image
+from editqueue.jobs.status import TERMINAL
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 BATCH_LIMIT = 1000
 IMAGE_SUFFIXES = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
-OUTPUT_SUFFIXES = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
-TERMINAL = ("succeeded", "failed", "canceled")
 RESULTS_FILE = "results.jsonl"
 POLL_SECONDS = 1.0
+# For models the catalog does not know, the server decides; check only what every model needs.
+ANY_MODEL_IMAGES = ImageConstraints(formats=frozenset({"JPEG", "PNG", "WEBP"}))
 
 
 # -- shared plumbing -------------------------------------------------------------------------
@@ -68,6 +81,11 @@ def _echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
 
+def _plain(job: Job) -> dict[str, Any]:
+    """A job as the API's JSON."""
+    return job.model_dump(mode="json")
+
+
 # -- inputs ------------------------------------------------------------------------------------
 
 
@@ -85,21 +103,36 @@ class Item:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _data_url(path: Path) -> str:
-    fmt = IMAGE_SUFFIXES.get(path.suffix.lower())
-    if fmt is None:
-        raise click.ClickException(f"{path}: not an image file ({', '.join(IMAGE_SUFFIXES)})")
+class Skip(Exception):
+    """One input cannot be submitted; the message says why."""
+
+
+def _constraints(model: str) -> ImageConstraints:
+    known = resolve_model(model)
+    return known.image_constraints if known else ANY_MODEL_IMAGES
+
+
+def _data_url(path: Path, constraints: ImageConstraints) -> str:
+    """The file as a data URL, once it passed the model's image checks (else Skip)."""
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise click.ClickException(f"cannot read {path}: {exc.strerror}") from None
-    return f"data:image/{fmt};base64,{base64.b64encode(data).decode()}"
+        raise Skip(f"cannot read it: {exc.strerror}") from None
+    try:
+        info = inspect_image(data, constraints)
+    except ImageRejected as exc:
+        raise Skip(str(exc)) from None
+    return f"data:{info.content_type};base64,{base64.b64encode(data).decode()}"
 
 
-def _image_ref(value: str, base: Path) -> str:
+def _image_ref(value: str, base: Path, constraints: ImageConstraints) -> str:
     if value.startswith(("https://", "http://", "data:")):
         return value
-    return _data_url((base / value).expanduser())
+    path = (base / value).expanduser()
+    try:
+        return _data_url(path, constraints)
+    except Skip as exc:
+        raise Skip(f"{path}: {exc}") from None
 
 
 def _folder_images(folder: Path) -> list[Path]:
@@ -108,46 +141,70 @@ def _folder_images(folder: Path) -> list[Path]:
     )
 
 
-def _manifest_items(path: Path) -> list[Item]:
-    items = []
+def _manifest_entry(line: str, path: Path, number: int, model: str) -> Item:
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise click.ClickException(f"cannot read {path}: {exc.strerror}") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+        entry = json.loads(line)
+    except ValueError:
+        raise Skip("not a JSON object") from None
+    if not isinstance(entry, dict):
+        raise Skip("not a JSON object")
+    name = str(entry.pop("name", None) or f"{path.stem}-{number}")
+    constraints = _constraints(str(entry.get("model") or model))
+    if isinstance(entry.get("image"), str):
+        entry["image"] = _image_ref(entry["image"], path.parent, constraints)
+    if isinstance(entry.get("images"), list):
+        entry["images"] = [_image_ref(str(v), path.parent, constraints) for v in entry["images"]]
+    return Item(name=name, body=entry)
+
+
+@dataclasses.dataclass
+class Collected:
+    """The jobs to submit, and a line per input left out."""
+
+    items: list[Item] = dataclasses.field(default_factory=list)
+    skipped: list[str] = dataclasses.field(default_factory=list)
+
+    def add_file(self, name: str, path: Path, constraints: ImageConstraints) -> None:
         try:
-            entry = json.loads(line)
-        except ValueError:
-            raise click.ClickException(f"{path}:{number}: not a JSON object") from None
-        if not isinstance(entry, dict):
-            raise click.ClickException(f"{path}:{number}: not a JSON object")
-        name = str(entry.pop("name", None) or f"{path.stem}-{number}")
-        if isinstance(entry.get("image"), str):
-            entry["image"] = _image_ref(entry["image"], path.parent)
-        if isinstance(entry.get("images"), list):
-            entry["images"] = [_image_ref(str(v), path.parent) for v in entry["images"]]
-        items.append(Item(name=name, body=entry))
-    return items
+            self.items.append(Item(name=name, body={"image": _data_url(path, constraints)}))
+        except Skip as exc:
+            self.skipped.append(f"{path}: {exc}")
+
+    def add_manifest(self, path: Path, model: str) -> None:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            self.skipped.append(f"{path}: cannot read it: {getattr(exc, 'strerror', exc)}")
+            return
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                try:
+                    self.items.append(_manifest_entry(line, path, number, model))
+                except Skip as exc:
+                    self.skipped.append(f"{path}:{number}: {exc}")
 
 
-def collect_items(sources: Sequence[str]) -> list[Item]:
-    """Jobs from image files, folders (recursively) and `.jsonl` manifests, in a stable order."""
-    items: list[Item] = []
+def collect_items(sources: Sequence[str], model: str) -> Collected:
+    """Jobs from image files, folders (recursively) and `.jsonl` manifests, in a stable order.
+
+    Every image is checked here against `model`'s constraints, so one bad file is skipped
+    instead of failing the whole batch on the server.
+    """
+    found = Collected()
+    constraints = _constraints(model)
     for source in sources:
         path = Path(source).expanduser()
         if path.is_dir():
             for image in _folder_images(path):
                 stem = image.relative_to(path).with_suffix("").as_posix().replace("/", "__")
-                items.append(Item(name=stem, body={"image": _data_url(image)}))
-        elif path.suffix.lower() == ".jsonl":
-            items.extend(_manifest_items(path))
+                found.add_file(stem, image, constraints)
+        elif path.suffix.lower() == ".jsonl" and path.is_file():
+            found.add_manifest(path, model)
         elif path.is_file():
-            items.append(Item(name=path.stem, body={"image": _data_url(path)}))
+            found.add_file(path.stem, path, constraints)
         else:
-            raise click.ClickException(f"{source}: no such file or folder")
-    return items
+            found.skipped.append(f"{source}: no such file or folder")
+    return found
 
 
 def _parse_pairs(pairs: Sequence[str], what: str) -> dict[str, str]:
@@ -252,15 +309,15 @@ def _submit_batches(
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         try:
-            batch, replayed = client.create_batch(
-                [item.body for item in chunk],
+            batch = client.batches.create(
+                jobs=[item.body for item in chunk],
                 defaults=defaults,
                 metadata=metadata,
                 idempotency_key=batch_key(chunk, defaults),
             )
         except ClientError as exc:
             raise click.ClickException(_name_items(str(exc), chunk)) from None
-        sent.append(Sent(batch["id"], chunk, batch["job_ids"], replayed))
+        sent.append(Sent(batch.id, chunk, batch.job_ids, batch.replayed))
         progress.submitted += len(chunk)
         progress.show()
     return sent
@@ -282,7 +339,7 @@ def _follow(client: Client, sent: Sequence[Sent], progress: Progress) -> None:
     while True:
         totals: dict[str, int] = {}
         for batch in sent:
-            for status, count in client.get_batch(batch.batch_id)["counts"].items():
+            for status, count in client.batches.get(batch.batch_id).counts.model_dump().items():
                 totals[status] = totals.get(status, 0) + count
         progress.counts = totals
         progress.show()
@@ -291,32 +348,18 @@ def _follow(client: Client, sent: Sequence[Sent], progress: Progress) -> None:
         time.sleep(POLL_SECONDS)
 
 
-def _save_outputs(client: Client, job: dict[str, Any], name: str, out: Path) -> list[dict]:
-    saved = []
-    several = len(job["outputs"]) > 1
-    for output in job["outputs"]:
-        suffix = OUTPUT_SUFFIXES.get(output["content_type"], ".bin")
-        index = f"_{output['index']}" if several else ""
-        target = out / f"{name}{index}{suffix}"
-        if not (
-            target.exists() and hashlib.sha256(target.read_bytes()).hexdigest() == output["sha256"]
-        ):
-            data = client.download(output["url"])
-            if hashlib.sha256(data).hexdigest() != output["sha256"]:
-                raise click.ClickException(f"{target.name}: downloaded bytes fail their sha256")
-            partial = target.with_name(target.name + ".part")
-            partial.write_bytes(data)
-            partial.replace(target)
-        saved.append(
-            {
-                "path": target.name,
-                "sha256": output["sha256"],
-                "content_type": output["content_type"],
-                "width": output["width"],
-                "height": output["height"],
-            }
-        )
-    return saved
+def _save_outputs(client: Client, job: Job, name: str, out: Path) -> list[dict]:
+    paths = client.jobs.download(job, out, name=name)
+    return [
+        {
+            "path": path.name,
+            "sha256": output.sha256,
+            "content_type": output.content_type,
+            "width": output.width,
+            "height": output.height,
+        }
+        for output, path in zip(job.outputs, paths, strict=True)
+    ]
 
 
 def _write_results(client: Client, sent: Sequence[Sent], out: Path) -> dict[str, int]:
@@ -326,17 +369,17 @@ def _write_results(client: Client, sent: Sequence[Sent], out: Path) -> dict[str,
     lines = []
     for batch in sent:
         for item, job_id in zip(batch.items, batch.job_ids, strict=True):
-            job = client.get_job(job_id)
+            job = client.jobs.get(job_id)
             name = item.name if item.name not in used else f"{item.name}-{job_id}"
             used.add(name)
-            outputs = _save_outputs(client, job, name, out) if job["status"] == "succeeded" else []
-            summary[job["status"]] = summary.get(job["status"], 0) + 1
+            outputs = _save_outputs(client, job, name, out) if job.status == "succeeded" else []
+            summary[job.status] = summary.get(job.status, 0) + 1
             record = {
                 "input": item.name,
                 "job_id": job_id,
                 "batch_id": batch.batch_id,
-                "status": job["status"],
-                "error": job["error"],
+                "status": job.status,
+                "error": job.error.model_dump(mode="json") if job.error else None,
                 "outputs": outputs,
             }
             lines.append(json.dumps(record, ensure_ascii=False))
@@ -390,11 +433,15 @@ def submit_command(
     A manifest has one JSON object per line: `image` (a path relative to the manifest, or a
     URL) or `images`, and any field of POST /v1/jobs (`prompt`, `seed`, …) overriding the
     options; `name` names its outputs. Re-running the same command submits nothing twice.
-    With --wait, exits 1 if any job did not succeed.
+    An input that cannot be submitted is skipped with a line saying why; exits 1 if nothing
+    was left to submit, and with --wait if any job did not succeed.
     """
-    items = collect_items(sources)
+    collected = collect_items(sources, model)
+    for line in collected.skipped:
+        click.echo(f"skipped {line}", err=True)
+    items = collected.items
     if not items:
-        raise click.ClickException("no images found in the given files or folders")
+        raise click.ClickException("no images to submit in the given files or folders")
     defaults: dict[str, Any] = {"model": model, **_param_values(params)}
     if prompt is not None:
         defaults["prompt"] = prompt
@@ -412,18 +459,19 @@ def submit_command(
         progress.close()
         if out is not None:
             summary = _write_results(client, sent, out)
-    _print_summary(sent, replayed, summary, out)
+    _print_summary(sent, replayed, summary, out, len(collected.skipped))
     if summary and summary.get("succeeded", 0) < len(items):
         sys.exit(1)
 
 
 def _print_summary(
-    sent: Sequence[Sent], replayed: int, summary: dict[str, int], out: Path | None
+    sent: Sequence[Sent], replayed: int, summary: dict[str, int], out: Path | None, skipped: int
 ) -> None:
     total = sum(len(s.items) for s in sent)
+    left_out = f", {skipped} input(s) skipped" if skipped else ""
     click.echo(
         f"{total} jobs in {len(sent)} batch(es): {total - replayed} new, "
-        f"{replayed} already submitted",
+        f"{replayed} already submitted{left_out}",
         err=True,
     )
     for batch in sent:
@@ -443,16 +491,9 @@ def jobs() -> None:
     """Inspect and manage jobs through the API."""
 
 
-def _row(job: dict[str, Any]) -> list[str]:
-    prompt = job["prompt"] if len(job["prompt"]) <= 40 else job["prompt"][:39] + "…"
-    return [
-        job["id"],
-        job["status"],
-        job["model"],
-        job["provider"] or "-",
-        job["created_at"],
-        prompt,
-    ]
+def _row(job: Job) -> list[str]:
+    prompt = job.prompt if len(job.prompt) <= 40 else job.prompt[:39] + "…"
+    return [job.id, job.status, job.model, job.provider or "-", job.created_at, prompt]
 
 
 def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
@@ -467,44 +508,65 @@ HEADER = ("ID", "STATUS", "MODEL", "PROVIDER", "CREATED", "PROMPT")
 
 @jobs.command("list")
 @click.option("--status", help="Comma list of statuses.")
-@click.option("--model")
-@click.option("--batch-id")
+@click.option("--model", help="Model id or alias.")
+@click.option("--provider", help="Provider that ran the job.")
+@click.option("--batch", "--batch-id", "batch_id", help="Only the jobs of this batch.")
+@click.option(
+    "--metadata", "metadata", multiple=True, metavar="KEY=VALUE", help="Repeatable; all match."
+)
+@click.option("--created-after", metavar="TIME", help="RFC 3339 time, inclusive.")
+@click.option("--created-before", metavar="TIME", help="RFC 3339 time, exclusive.")
 @click.option("--limit", type=click.IntRange(1, 200), default=20, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the jobs' JSON.")
 @api_options
 def list_command(
     status: str | None,
     model: str | None,
+    provider: str | None,
     batch_id: str | None,
+    metadata: tuple[str, ...],
+    created_after: str | None,
+    created_before: str | None,
     limit: int,
     as_json: bool,
     api_url: str,
     api_key: str | None,
 ) -> None:
-    """The newest jobs, with filters."""
+    """The newest jobs, with every filter of GET /v1/jobs."""
+    filters = _parse_pairs(metadata, "--metadata")
     with api_client(api_url, api_key) as client:
-        page = client.list_jobs(status=status, model=model, batch_id=batch_id, limit=limit)
+        found = client.jobs.list(
+            status=status,
+            model=model,
+            provider=provider,
+            batch_id=batch_id,
+            metadata=filters,
+            created_after=created_after,
+            created_before=created_before,
+            limit=limit,
+        )
+        page = list(itertools.islice(found, limit))
     if as_json:
-        _echo_json(page)
+        _echo_json({"data": [_plain(j) for j in page]})
     else:
-        click.echo(_table([_row(j) for j in page["data"]], HEADER))
+        click.echo(_table([_row(j) for j in page], HEADER))
 
 
-def _describe(job: dict[str, Any]) -> str:
+def _describe(job: Job) -> str:
     fields = [
-        ("id", job["id"]),
-        ("status", job["status"]),
-        ("model", job["model"]),
-        ("provider", job["provider"] or "-"),
-        ("prompt", job["prompt"]),
-        ("batch", job["batch_id"] or "-"),
-        ("created", job["created_at"]),
-        ("completed", job["completed_at"] or "-"),
-        ("attempts", str(job["attempts"])),
+        ("id", job.id),
+        ("status", job.status),
+        ("model", job.model),
+        ("provider", job.provider or "-"),
+        ("prompt", job.prompt),
+        ("batch", job.batch_id or "-"),
+        ("created", job.created_at),
+        ("completed", job.completed_at or "-"),
+        ("attempts", str(job.attempts)),
     ]
-    if job["error"]:
-        fields.append(("error", f"{job['error']['code']}: {job['error']['message']}"))
-    fields += [(f"output {o['index']}", o["url"]) for o in job["outputs"]]
+    if job.error:
+        fields.append(("error", f"{job.error.code}: {job.error.message}"))
+    fields += [(f"output {o.index}", o.url) for o in job.outputs]
     return "\n".join(f"{name:<10} {value}" for name, value in fields)
 
 
@@ -515,8 +577,8 @@ def _describe(job: dict[str, Any]) -> str:
 def get_command(job_id: str, as_json: bool, api_url: str, api_key: str | None) -> None:
     """One job."""
     with api_client(api_url, api_key) as client:
-        job = client.get_job(job_id)
-    click.echo(json.dumps(job, indent=2) if as_json else _describe(job))
+        job = client.jobs.get(job_id)
+    click.echo(json.dumps(_plain(job), indent=2) if as_json else _describe(job))
 
 
 @jobs.command("wait")
@@ -529,26 +591,21 @@ def wait_command(
 ) -> None:
     """Wait until the jobs end; exits 1 if any did not succeed (2 on timeout)."""
     deadline = time.monotonic() + timeout
+    results: list[Job] = []
     with api_client(api_url, api_key) as client:
-        pending = list(job_ids)
-        done: dict[str, dict[str, Any]] = {}
-        while pending:
-            for job_id in list(pending):
-                job = client.get_job(job_id)
-                if job["status"] in TERMINAL:
-                    done[job_id] = job
-                    pending.remove(job_id)
-            if pending:
-                if time.monotonic() >= deadline:
-                    click.echo(f"Error: still running after {timeout:g}s: {pending}", err=True)
-                    sys.exit(2)
-                time.sleep(POLL_SECONDS)
-    results = [done[j] for j in job_ids]
+        for number, job_id in enumerate(job_ids):
+            try:
+                left = max(0.001, deadline - time.monotonic())
+                results.append(client.jobs.wait(job_id, timeout=left, poll_interval=POLL_SECONDS))
+            except WaitTimeout:
+                pending = list(job_ids[number:])
+                click.echo(f"Error: still running after {timeout:g}s: {pending}", err=True)
+                sys.exit(2)
     if as_json:
-        _echo_json(results)
+        _echo_json([_plain(j) for j in results])
     else:
         click.echo(_table([_row(j) for j in results], HEADER))
-    if any(j["status"] != "succeeded" for j in results):
+    if any(j.status != "succeeded" for j in results):
         sys.exit(1)
 
 
@@ -561,8 +618,8 @@ def cancel_command(
 ) -> None:
     """Cancel jobs that have not ended."""
     with api_client(api_url, api_key) as client:
-        results = [client.cancel_job(job_id) for job_id in job_ids]
+        results = [client.jobs.cancel(job_id) for job_id in job_ids]
     if as_json:
-        _echo_json(results)
+        _echo_json([_plain(j) for j in results])
     else:
         click.echo(_table([_row(j) for j in results], HEADER))

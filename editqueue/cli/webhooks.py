@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from editqueue.cli.jobs import api_client, api_options
+
 
 @click.group()
 def webhooks() -> None:
@@ -22,18 +24,33 @@ def webhooks() -> None:
     "--secret",
     envvar="EDITQUEUE_WEBHOOK_SECRET",
     metavar="whsec_…",
-    help="Check signatures with this secret (default: $EDITQUEUE_WEBHOOK_SECRET).",
+    help="Check signatures with this secret (default: $EDITQUEUE_WEBHOOK_SECRET, else the "
+    "tenant's, fetched from the API when an API key is set).",
 )
-def listen(forward_to: str | None, port: int, host: str, secret: str | None) -> None:
+@api_options
+def listen(
+    forward_to: str | None,
+    port: int,
+    host: str,
+    secret: str | None,
+    api_url: str,
+    api_key: str | None,
+) -> None:
     """Receive webhooks locally: print each event and whether its signature verifies.
 
     Point a job's webhook_url or an endpoint at the printed URL (the server must be
     allowed to reach it: EDITQUEUE_ALLOW_PRIVATE_URLS=127.0.0.0/8 for a local stack).
+    Without --secret, an API key makes the listener fetch the tenant's signing secret
+    (the one per-job webhook_url deliveries are signed with).
     """
     from editqueue.cli.listener import Listener, make_server
 
     if secret is not None and not secret.startswith("whsec_"):
         raise click.BadParameter("a signing secret starts with whsec_", param_hint="--secret")
+    if secret is None and api_key:
+        with api_client(api_url, api_key) as client:
+            secret = client.webhooks.secret()
+        click.echo("checking signatures with the tenant's secret (from the API)")
     listener = Listener(secret=secret, forward_to=forward_to, echo=click.echo)
     try:
         server = make_server(listener, host, port)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from editqueue.standalone.ports import free_port
-from tests.conftest import TenantClient, png_bytes
+from tests.conftest import TenantClient, data_url, png_bytes
 
 
 def run_cli(
@@ -132,3 +132,45 @@ def test_clear_errors(tenant: TenantClient, folder: Path) -> None:
     assert "jobs[0].prompt" in bad.stderr and "(photo0)" in bad.stderr
     assert "Traceback" not in bad.stderr + no_key.stderr + down.stderr + missing.stderr
     assert tenant.key not in bad.stderr + down.stderr
+
+
+def test_submit_skips_bad_files_and_reports_them(tenant: TenantClient, folder: Path) -> None:
+    (folder / "broken.png").write_bytes(b"not really a png")
+    (folder / "tiny.png").write_bytes(png_bytes(size=(10, 10)))
+    missing = folder / "gone.jpg"
+    result = run_cli(tenant, "submit", str(folder), str(missing), "--prompt", "p")
+    assert result.returncode == 0, result.stderr
+    skipped = [line for line in result.stderr.splitlines() if line.startswith("skipped ")]
+    assert len(skipped) == 3, result.stderr
+    assert any("broken.png" in line for line in skipped)
+    assert any("tiny.png" in line and "more than 14 px" in line for line in skipped)
+    assert any("gone.jpg: no such file or folder" in line for line in skipped)
+    assert "3 jobs in 1 batch(es): 3 new, 0 already submitted, 3 input(s) skipped" in result.stderr
+    assert len(tenant.client.get("/v1/jobs").json()["data"]) == 3
+
+    nothing = run_cli(tenant, "submit", str(folder / "broken.png"), "--prompt", "p")
+    assert nothing.returncode == 1
+    assert "skipped" in nothing.stderr and "no images to submit" in nothing.stderr
+
+
+def test_jobs_list_takes_every_filter(tenant: TenantClient) -> None:
+    image = data_url(png_bytes())
+    first = tenant.create_job(model="seededit-3.0", prompt="a", image=image, metadata={"run": "7"})
+    second = tenant.create_job(model="seededit-3.0", prompt="b", image=image, metadata={"run": "8"})
+    provider = tenant.wait_job(first["id"])["provider"]
+    tenant.wait_job(second["id"])
+
+    def listed(*args: str) -> list[str]:
+        result = run_cli(tenant, "jobs", "list", "--json", *args)
+        assert result.returncode == 0, result.stderr
+        return [j["id"] for j in json.loads(result.stdout)["data"]]
+
+    assert listed("--metadata", "run=7", "--status", "succeeded", "--model", "seededit-3.0") == [
+        first["id"]
+    ]
+    # created_after is inclusive, created_before exclusive.
+    window = ("--created-after", first["created_at"], "--created-before", second["created_at"])
+    assert listed(*window, "--provider", provider) == [first["id"]]
+    assert listed("--provider", "nobody") == []
+    assert listed("--limit", "1") == [second["id"]]
+    assert listed("--batch", "bat_01J00000000000000000000000") == []

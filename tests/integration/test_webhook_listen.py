@@ -17,7 +17,7 @@ import standardwebhooks
 
 from editqueue.standalone.ports import free_port
 from editqueue.webhooks.signing import generate_secret, sign
-from tests.conftest import Receiver
+from tests.conftest import Receiver, TenantClient
 
 SECRET = generate_secret()
 
@@ -98,3 +98,30 @@ def test_listen_flags_a_bad_signature(listening: Listening, receiver: Receiver) 
     response = httpx.post(listening.url, content=body, headers=headers)
     assert response.status_code == 400
     assert "signature INVALID" in listening.next_line()
+
+
+def test_listen_fetches_the_tenant_secret_with_an_api_key(tenant: TenantClient) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "EDITQUEUE_WEBHOOK_SECRET"}
+    env |= {
+        "PYTHONUNBUFFERED": "1",
+        "EDITQUEUE_API_URL": str(tenant.client.base_url),
+        "EDITQUEUE_API_KEY": tenant.key,
+    }
+    argv = [sys.executable, "-m", "editqueue", "webhooks", "listen", "--port", str(port)]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    listening = Listening(proc, f"http://127.0.0.1:{port}/")
+    try:
+        assert "tenant's secret" in listening.next_line()
+        assert listening.next_line().startswith(f"listening on {listening.url}")
+        body, headers = _delivery(tenant.secret)
+        assert httpx.post(listening.url, content=body, headers=headers).status_code == 204
+        assert "signature verified" in listening.next_line()
+        body, headers = _delivery(SECRET)
+        assert httpx.post(listening.url, content=body, headers=headers).status_code == 400
+        assert "signature INVALID" in listening.next_line()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
