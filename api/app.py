@@ -7,12 +7,14 @@ import logging
 from flask import Flask
 
 from api import (
+    admin,
     auth,
     batches,
     bodies,
     broker,
     callbacks,
     catalog,
+    cors,
     deliveries,
     errors,
     files,
@@ -25,11 +27,12 @@ from api import (
     webhook_endpoints,
     webhook_secret,
 )
+from api.console import wiring as console
 from editqueue import tasknames
 from editqueue.config import Settings, get_settings
 from editqueue.db import make_engine, make_session_factory
 from editqueue.infra.doorbell import Doorbell
-from editqueue.infra.storage import open_storage
+from editqueue.infra.storage import open_configured_storage
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         raise RuntimeError("DATABASE_URL is not set")
     app = Flask("editqueue", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # Flask's default provider has it
     engine = make_engine(settings.database_url)
     publisher_app = broker.make_publisher_app(settings)
     publisher = broker.make_publisher(publisher_app)
@@ -49,11 +52,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings=settings,
         engine=engine,
         sessions=make_session_factory(engine),
-        storage=open_storage(
-            settings.effective_storage_url,
-            public_url=settings.public_url,
-            signing_key=settings.signing_key,
-        ),
+        storage=open_configured_storage(settings),
         publisher=publisher,
         broker_ping=broker.make_ping(settings.redis_url),
         ring_dispatcher=Doorbell(lambda: publisher(tasknames.DISPATCH, [])),
@@ -61,6 +60,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     # The 414 comes before auth (it is about the request, not its sender); unstorable
     # values after it, as any other 4xx about a request's content.
     app.before_request(hostile.check_url_length)
+    # Browsers send preflights without credentials: answered before key auth.
+    cors.init_app(app, settings.cors_origins)
     app.before_request(auth.require_key)
     app.before_request(bodies.check_unsized_body)
     app.before_request(hostile.check_values)
@@ -79,6 +80,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         metrics.bp,
     ):
         app.register_blueprint(blueprint)
+    console.register(app, settings)  # HTML pages at /console, outside the OpenAPI document
+    if settings.admin_key is not None and settings.admin_key.get_secret_value():
+        app.register_blueprint(admin.bp)  # absent, every /v1/admin path is a 404
     # After auth's hook (it needs the tenant) and the routes (it documents their 429).
     rate_limit.init_app(app, settings.redis_url)
     return app

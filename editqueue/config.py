@@ -36,7 +36,7 @@ class ConfigError(Exception):
 
 
 class Settings(BaseSettings):
-    """Every knob of the service; names follow API.md (`EDITQUEUE_*`, plus the URLs)."""
+    """Every knob of the service; names follow the README (`EDITQUEUE_*`, plus the URLs)."""
 
     model_config = SettingsConfigDict(
         env_prefix="EDITQUEUE_", extra="ignore", case_sensitive=False, frozen=True
@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     # A vendor failing this many times within a short window is skipped for a while.
     provider_failure_threshold: int = Field(default=3, ge=1)
     provider_cooldown: float = Field(default=30.0, ge=0)
+    # Where those limits live: `redis` (shared by every worker) or `memory` (this process
+    # only: one worker process, or unit tests; see editqueue.providers.limits.LocalLimits).
+    provider_limits: str = Field(default="redis", pattern="^(redis|memory)$")
 
     # CIDRs and exact host:port endpoints user URLs may reach (netguard.parse_allowance).
     allow_private_urls: Annotated[
@@ -95,19 +98,19 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=20.0, gt=0)
     redispatch_after: float = Field(default=300.0, gt=0)
     poll_scale: float = Field(default=1.0, gt=0)  # multiplies the poll back-off (tests shrink it)
-    # The retry budget: vendor attempts per job in all, spent along the route (API.md);
+    # The retry budget: vendor attempts per job in all, spent along the route (README, "Retries");
     # 429 waits give their attempt back.
     max_attempts: int = Field(default=3, ge=1, le=1000)
     output_link_ttl: int = Field(default=3600, ge=60, le=7 * 86_400)
 
-    # Webhooks: delays in seconds between attempts (API.md schedule); tests compress it.
+    # Webhooks: delays in seconds between attempts (docs/webhooks.md); tests compress it.
     webhook_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_WEBHOOK_SCHEDULE
     webhook_timeout: float = Field(default=15.0, gt=0)
     # Seconds a rotated-out secret keeps signing next to the new one (a day, as Svix does).
     webhook_rotation_overlap: float = Field(
         default=86_400.0, ge=0, le=_CENTURY_SECONDS, allow_inf_nan=False
     )
-    # Seconds an endpoint may fail every attempt before it is disabled (API.md: 5 days).
+    # Seconds an endpoint may fail every attempt before it is disabled (docs/webhooks.md: 5 days).
     webhook_disable_after: float = Field(
         default=5 * 86_400.0, ge=1, le=_CENTURY_SECONDS, allow_inf_nan=False
     )
@@ -120,6 +123,14 @@ class Settings(BaseSettings):
 
     # Bearer token `/metrics` asks for; unset leaves it open (restrict it at the network).
     metrics_token: SecretStr | None = None
+
+    # Bearer token of the operator API (/v1/admin/…, api/admin.py); unset turns it off.
+    admin_key: SecretStr | None = None
+    # Browser origins allowed to call the API (comma list of scheme://host[:port], or "*").
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    # The S3 endpoint result links are signed for, when clients reach the store on another
+    # address than the service does (compose: http://localhost:9000 vs http://minio:9000).
+    s3_public_endpoint: str | None = None
 
     # API requests per second per key (bursts of twice that); 0 turns limiting off.
     # Overridden per key by api_keys.rate_limit.
@@ -145,6 +156,20 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"not a list of CIDRs and host:port entries ({exc})") from None
         return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        origins = tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
+        for origin in origins:
+            scheme, sep, rest = origin.partition("://")
+            if origin != "*" and (scheme not in ("http", "https") or not sep or not rest):
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port]) or *")
+            if "/" in rest:
+                raise ValueError(f"{origin!r}: an origin has no path")
+        return origins
 
     @field_validator("routes", mode="before")
     @classmethod
@@ -181,11 +206,13 @@ class Settings(BaseSettings):
         "webhook_rotation_overlap",
         "webhook_disable_after",
         "webhook_max_in_flight",
+        "worker_concurrency",
         mode="before",
     )
     @classmethod
     def _blank_means_default(cls, value: Any) -> Any:
-        # These knobs have always treated an empty value as unset.
+        # These knobs have always treated an empty value as unset (worker_concurrency too:
+        # docker-compose.yml passes it through blank when the operator sets none).
         if isinstance(value, str) and not value.strip():
             raise PydanticUseDefault()
         return value
@@ -217,9 +244,18 @@ class Settings(BaseSettings):
     def _check_storage_url(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        if not value.startswith(("file://", "s3://")):
-            raise ValueError("must be file:///path or s3://bucket/prefix")
+        if not value.startswith(("file://", "s3://", "memory://")):
+            raise ValueError("must be file:///path, s3://bucket/prefix or memory://")
         return value
+
+    @field_validator("s3_public_endpoint")
+    @classmethod
+    def _check_s3_public_endpoint(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL, e.g. http://localhost:9000")
+        return value.rstrip("/")
 
     @field_validator("public_url")
     @classmethod
@@ -274,9 +310,26 @@ def load_settings(**overrides: Any) -> Settings:
                 name = f"EDITQUEUE_{name}"
             lines.append(f"{name}: {err['msg']}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
-    if settings.env == "production" and not settings.secret_key.get_secret_value():
-        raise ConfigError("invalid configuration:\n  EDITQUEUE_SECRET_KEY: required in production")
+    if settings.env == "production":
+        problem = _production_secret_problem(settings.secret_key.get_secret_value())
+        if problem:
+            raise ConfigError(f"invalid configuration:\n  EDITQUEUE_SECRET_KEY: {problem}")
     return settings
+
+
+# Values shipped in examples (docker-compose.yml, the docs): never a production secret.
+PLACEHOLDER_SECRETS = frozenset({"change-me", "change-me-in-production", "changeme", "secret"})
+MIN_PRODUCTION_SECRET_LENGTH = 16
+
+
+def _production_secret_problem(secret: str) -> str | None:
+    if not secret:
+        return "required in production"
+    if secret.lower() in PLACEHOLDER_SECRETS or "change-me" in secret.lower():
+        return "is a placeholder; set a random value (openssl rand -hex 32)"
+    if len(secret) < MIN_PRODUCTION_SECRET_LENGTH:
+        return f"must be at least {MIN_PRODUCTION_SECRET_LENGTH} characters in production"
+    return None
 
 
 @functools.cache

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from editqueue.errors import Conflict, NotFound
+from editqueue.errors import Conflict, InvalidRequest, NotFound
 from editqueue.ids import new_id
 from editqueue.models import ApiKey, Tenant
 from editqueue.webhooks.signing import generate_secret
@@ -40,12 +42,13 @@ class KeyOwner:
 
 def find_key_owner(session: Session, digest: str) -> KeyOwner | None:
     """The owner of the live key stored under `digest` (one indexed lookup), or None."""
+    rate = func.coalesce(ApiKey.rate_limit, Tenant.rate_limit).label("rate")
     row = session.execute(
-        select(ApiKey.tenant_id, ApiKey.id, ApiKey.rate_limit).where(
-            ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)
-        )
+        select(ApiKey.tenant_id, ApiKey.id, rate)
+        .join(Tenant, Tenant.id == ApiKey.tenant_id)
+        .where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
     ).one_or_none()
-    return None if row is None else KeyOwner(row.tenant_id, row.id, row.rate_limit)
+    return None if row is None else KeyOwner(row.tenant_id, row.id, row.rate)
 
 
 def create_tenant(session: Session, name: str) -> Tenant:
@@ -78,12 +81,25 @@ def ensure_tenant(session: Session, name: str) -> Tenant:
 
 def create_api_key(session: Session, tenant: Tenant) -> str:
     """Issue a key for the tenant; the plain key is returned once and never stored."""
+    return issue_api_key(session, tenant)[1]
+
+
+def issue_api_key(
+    session: Session, tenant: Tenant, rate_limit: int | None = None
+) -> tuple[ApiKey, str]:
+    """A new key row and the plain key (returned once; only its digest is stored)."""
+    _check_rate_limit(rate_limit)
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    session.add(
-        ApiKey(id=new_id("key"), tenant_id=tenant.id, prefix=key[:10], key_hash=_digest(key))
+    row = ApiKey(
+        id=new_id("key"),
+        tenant_id=tenant.id,
+        prefix=key[:10],
+        key_hash=_digest(key),
+        rate_limit=rate_limit,
     )
+    session.add(row)
     session.flush()
-    return key
+    return row, key
 
 
 def authenticate(session: Session, key: str) -> Tenant | None:
@@ -107,3 +123,113 @@ def rotate_webhook_secret(session: Session, tenant: Tenant) -> str:
     tenant.webhook_secret = generate_secret()
     session.flush()
     return tenant.webhook_secret
+
+
+# -- operator controls (the admin API and `editqueue tenants|keys`) --------------------------
+
+# Sentinel for "leave this field as it is" in update_tenant (None means "the default").
+UNCHANGED: Any = object()
+
+
+def list_tenants(session: Session) -> list[Tenant]:
+    """Every tenant, by name."""
+    return list(session.scalars(select(Tenant).order_by(Tenant.name)))
+
+
+def get_tenant(session: Session, tenant_id: str, *, for_update: bool = False) -> Tenant:
+    """The tenant with this id, or NotFound."""
+    tenant = session.get(Tenant, tenant_id, with_for_update=for_update)
+    if tenant is None:
+        raise NotFound(f"no tenant {tenant_id!r}")
+    return tenant
+
+
+def _check_rate_limit(value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or value < 0 or value > 1_000_000):
+        raise InvalidRequest("rate_limit must be 0 (unlimited) to 1000000 requests per second")
+
+
+def update_tenant(
+    session: Session,
+    tenant: Tenant,
+    *,
+    max_running_jobs: int | None = UNCHANGED,
+    rate_limit: int | None = UNCHANGED,
+) -> Tenant:
+    """Change the tenant's quotas; None restores the deployment default of a field."""
+    if max_running_jobs is not UNCHANGED:
+        if max_running_jobs is not None and not 1 <= max_running_jobs <= 1_000_000:
+            raise InvalidRequest("max_running_jobs must be 1 to 1000000")
+        tenant.max_running_jobs = max_running_jobs
+    if rate_limit is not UNCHANGED:
+        _check_rate_limit(rate_limit)
+        tenant.rate_limit = rate_limit
+    session.flush()
+    return tenant
+
+
+def tenant_to_public(tenant: Tenant) -> dict[str, Any]:
+    """What operators see of a tenant (never its webhook secret)."""
+    return {
+        "id": tenant.id,
+        "name": tenant.name,
+        "max_running_jobs": tenant.max_running_jobs,
+        "rate_limit": tenant.rate_limit,
+        "created_at": tenant.created_at,
+    }
+
+
+def list_api_keys(session: Session, tenant: Tenant) -> list[ApiKey]:
+    """The tenant's keys, live and revoked, oldest first."""
+    return list(
+        session.scalars(
+            select(ApiKey)
+            .where(ApiKey.tenant_id == tenant.id)
+            .order_by(ApiKey.created_at, ApiKey.id)
+        )
+    )
+
+
+def get_api_key(session: Session, key_id: str) -> ApiKey:
+    """The key row with this id (locked for the change that follows), or NotFound."""
+    row = session.get(ApiKey, key_id, with_for_update=True)
+    if row is None:
+        raise NotFound(f"no API key {key_id!r}")
+    return row
+
+
+def revoke_api_key(session: Session, key_id: str) -> ApiKey:
+    """Revoke a key now; revoking it again keeps the first revocation time."""
+    row = get_api_key(session, key_id)
+    if row.revoked_at is None:
+        row.revoked_at = dt.datetime.now(dt.UTC)
+        session.flush()
+    return row
+
+
+def rotate_api_key(session: Session, key_id: str) -> tuple[ApiKey, str, ApiKey]:
+    """A new key for the same tenant and rate, and the old one revoked at once (no overlap).
+
+    Returns (new row, new plain key, old row). A revoked key cannot be rotated: its
+    replacement would bring back access someone chose to end.
+    """
+    old = get_api_key(session, key_id)
+    if old.revoked_at is not None:
+        raise Conflict(f"API key {key_id!r} is revoked; create a new key instead")
+    tenant = get_tenant(session, old.tenant_id)
+    new, key = issue_api_key(session, tenant, old.rate_limit)
+    old.revoked_at = dt.datetime.now(dt.UTC)
+    session.flush()
+    return new, key, old
+
+
+def api_key_to_public(row: ApiKey) -> dict[str, Any]:
+    """What operators see of a key: never the key or its digest."""
+    return {
+        "id": row.id,
+        "tenant_id": row.tenant_id,
+        "prefix": row.prefix,
+        "rate_limit": row.rate_limit,
+        "created_at": row.created_at,
+        "revoked_at": row.revoked_at,
+    }

