@@ -84,8 +84,10 @@ def test_wait_falls_back_to_polling_and_times_out(tenant: TenantClient) -> None:
         )
         with pytest.raises(WaitTimeout):
             client.jobs.wait(job.id, timeout=0.01)
+        # Whether that short wait got as far as trying the stream depends on the machine.
+        refused_before = proxy.refused
         assert client.jobs.wait(job.id, timeout=60, poll_interval=0.2).status == "succeeded"
-    assert proxy.refused == 1  # tried once, then polled
+    assert proxy.refused == refused_before + 1  # tried the stream once, then polled
     with Client(str(tenant.client.base_url), tenant.key) as plain, pytest.raises(NotFound):
         plain.jobs.wait("job_nope", timeout=5)
 
