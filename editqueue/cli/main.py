@@ -282,6 +282,8 @@ def keys_rotate(key_id: str) -> None:
 )
 def audit(job_ids: tuple[str, ...], ignore_live: bool, data_dir: Path | None) -> None:
     """Check stored invariants: one terminal event per job, outputs intact in storage."""
+    from sqlalchemy.exc import OperationalError
+
     from editqueue.db import make_engine, make_session_factory
     from editqueue.infra.storage import StorageError, open_configured_storage
     from editqueue.jobs import audit as checks
@@ -306,6 +308,10 @@ def audit(job_ids: tuple[str, ...], ignore_live: bool, data_dir: Path | None) ->
                 job_ids=list(job_ids) or None,
                 require_terminal=not ignore_live,
             )
+    except OperationalError:
+        raise click.ClickException(
+            "cannot reach the database (for a standalone stack, audit while it runs)"
+        ) from None
     finally:
         engine.dispose()
     for violation in violations:
