@@ -144,6 +144,20 @@ def _link_error(url: str, exc: Exception) -> Unreachable:
     return Unreachable(f"cannot download {url.split('?', 1)[0]}: {exc}")
 
 
+def _auth_headers(api_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT}
+
+
+def _wait_after_error(
+    policy: RetryPolicy, base_url: str, request: Request, exc: httpx.TransportError, attempt: int
+) -> float:
+    """How long to wait before retrying a call that got no answer; Unreachable if not retried."""
+    wait = policy.delay(request, None, attempt, sent=not isinstance(exc, NOT_SENT))
+    if wait is None:
+        raise unreachable(base_url, exc) from None
+    return wait
+
+
 class SyncTransport:
     """The blocking transport."""
 
@@ -157,7 +171,7 @@ class SyncTransport:
     ) -> None:
         self.base_url = api_url
         self.policy = policy
-        headers = {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT}
+        headers = _auth_headers(api_key)
         self.http = httpx.Client(
             base_url=api_url, headers=headers, timeout=timeout, transport=transport
         )
@@ -171,14 +185,12 @@ class SyncTransport:
             try:
                 response = self.http.request(request.method, request.path, **request.kwargs())
             except httpx.TransportError as exc:
-                sent = not isinstance(exc, NOT_SENT)
-                wait = self.policy.delay(request, None, attempt, sent=sent)
-                if wait is None:
-                    raise unreachable(self.base_url, exc) from None
+                wait = _wait_after_error(self.policy, self.base_url, request, exc, attempt)
             else:
-                wait = self.policy.delay(request, response, attempt)
-                if wait is None:
+                delay = self.policy.delay(request, response, attempt)
+                if delay is None:
                     return raise_for(response)
+                wait = delay
             time.sleep(wait)
             attempt += 1
 
@@ -218,7 +230,7 @@ class AsyncTransport:
     ) -> None:
         self.base_url = api_url
         self.policy = policy
-        headers = {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT}
+        headers = _auth_headers(api_key)
         self.http = httpx.AsyncClient(
             base_url=api_url, headers=headers, timeout=timeout, transport=transport
         )
@@ -231,14 +243,12 @@ class AsyncTransport:
             try:
                 response = await self.http.request(request.method, request.path, **request.kwargs())
             except httpx.TransportError as exc:
-                sent = not isinstance(exc, NOT_SENT)
-                wait = self.policy.delay(request, None, attempt, sent=sent)
-                if wait is None:
-                    raise unreachable(self.base_url, exc) from None
+                wait = _wait_after_error(self.policy, self.base_url, request, exc, attempt)
             else:
-                wait = self.policy.delay(request, response, attempt)
-                if wait is None:
+                delay = self.policy.delay(request, response, attempt)
+                if delay is None:
                     return raise_for(response)
+                wait = delay
             await asyncio.sleep(wait)
             attempt += 1
 
