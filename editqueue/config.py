@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +16,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from editqueue.infra.netguard import Endpoint, parse_allowance
 
 PROVIDERS = ("ark", "cometapi", "acedata", "kie", "vtrix")
+# How a job's vendor is picked among its route (editqueue.jobs.routing).
+ROUTING_STRATEGIES = ("ordered", "cheapest", "fastest", "least_busy", "weighted")
 
 # The vendors' real hosts; overridden per provider by EDITQUEUE_<P>_BASE_URL.
 DEFAULT_BASE_URLS = {
@@ -75,6 +78,9 @@ class Settings(BaseSettings):
     vtrix_max_concurrent: int | None = Field(default=None, ge=1)
     # Route order per model, e.g. "seededit-3.0=vtrix,ark;seedream-4.0-edit=kie,ark".
     routes: Annotated[dict[str, tuple[str, ...]], NoDecode] = Field(default_factory=dict)
+    # Routing strategy per model, e.g. "seededit-3.0=cheapest;seedream-4.0-edit=fastest"
+    # (editqueue.jobs.routing); a job's own `routing` field wins.
+    routing: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     # A vendor failing this many times within a short window is skipped for a while.
     provider_failure_threshold: int = Field(default=3, ge=1)
     provider_cooldown: float = Field(default=30.0, ge=0)
@@ -141,6 +147,17 @@ class Settings(BaseSettings):
     dispatch_window: int = Field(default=64, ge=1, le=100_000)
     tenant_max_running: int = Field(default=1000, ge=1, le=1_000_000)
 
+    # Spend control (editqueue.spend): the price table file or inline JSON overriding the
+    # shipped defaults, the one currency every price and budget is in, and what one KIE
+    # credit costs (KIE reports credits consumed, not money).
+    prices: str | None = None
+    currency: str = Field(default="USD", pattern="^[A-Z]{3}$")
+    kie_credit_price: Decimal | None = Field(default=None, ge=0)
+
+    # Days of job history kept (jobs, events, deliveries, stored objects); unset keeps
+    # everything. Overridden per tenant by tenants.retention_days.
+    retention_days: int | None = Field(default=None, ge=1, le=36_500)
+
     log_format: str = Field(default="json", pattern="^(json|text)$")
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
@@ -188,6 +205,21 @@ class Settings(BaseSettings):
             routes[model.strip()] = names
         return routes
 
+    @field_validator("routing", mode="before")
+    @classmethod
+    def _parse_routing(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        strategies: dict[str, str] = {}
+        for part in filter(None, (p.strip() for p in value.split(";"))):
+            model, sep, strategy = part.partition("=")
+            if not sep or not model.strip() or strategy.strip() not in ROUTING_STRATEGIES:
+                raise ValueError(
+                    "expected MODEL=strategy;… with strategies " + ", ".join(ROUTING_STRATEGIES)
+                )
+            strategies[model.strip()] = strategy.strip()
+        return strategies
+
     @field_validator("webhook_schedule", mode="before")
     @classmethod
     def _parse_schedule(cls, value: Any) -> Any:
@@ -203,6 +235,8 @@ class Settings(BaseSettings):
 
     @field_validator(
         "rate_limit",
+        "kie_credit_price",
+        "retention_days",
         "webhook_rotation_overlap",
         "webhook_disable_after",
         "webhook_max_in_flight",

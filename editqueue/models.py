@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
@@ -32,6 +35,7 @@ JOB_STAGES: tuple[str, ...] = tuple(JobStage)
 DELIVERY_STATES: tuple[str, ...] = tuple(DeliveryState)
 
 Timestamp = DateTime(timezone=True)
+Money = Numeric(18, 6)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -52,6 +56,11 @@ class Tenant(Base):
     max_running_jobs: Mapped[int | None] = mapped_column(Integer)
     # Requests per second for each of its keys that sets none; None = the deployment default.
     rate_limit: Mapped[int | None] = mapped_column(Integer)
+    # Spend control (editqueue.spend): NULL = no budget; the ratio of it that alerts.
+    monthly_budget: Mapped[Decimal | None] = mapped_column(Money)
+    budget_alert_ratio: Mapped[Decimal | None] = mapped_column(Numeric(6, 4))
+    # Days of history kept; NULL = the deployment's EDITQUEUE_RETENTION_DAYS (unset: forever).
+    retention_days: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, server_default=func.now())
 
 
@@ -120,6 +129,10 @@ class Job(Base):
         JSONB, default=list, server_default=text("'[]'::jsonb")
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # What submission reserved against the tenant's budget (NULL: no known price).
+    cost_estimate: Mapped[Decimal | None] = mapped_column(Money)
+    # The routing strategy asked for by the job (NULL: the model's configured one).
+    routing: Mapped[str | None] = mapped_column(String(16))
     meta: Mapped[dict[str, str]] = mapped_column("metadata", JSONB, default=dict)
     webhook_url: Mapped[str | None] = mapped_column(Text)
     webhook_events: Mapped[list[str]] = mapped_column(JSONB, default=list)
@@ -288,3 +301,18 @@ class Batch(Base):
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, server_default=func.now())
     # Set once, by whoever ends the last job (the claim that fires batch.completed).
     completed_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+
+
+class TenantSpend(Base):
+    """A tenant's spend in one calendar month (UTC): reserved by live jobs, spent by ended ones."""
+
+    __tablename__ = "tenant_spend"
+
+    tenant_id: Mapped[str] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    month: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    reserved: Mapped[Decimal] = mapped_column(Money, default=Decimal(0), server_default="0")
+    spent: Mapped[Decimal] = mapped_column(Money, default=Decimal(0), server_default="0")
+    # Set when the month's tenant.budget_threshold event fired, so it fires once.
+    threshold_fired_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
