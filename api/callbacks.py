@@ -14,6 +14,7 @@ from flask import Blueprint, Response, jsonify, request
 from api.errors import ApiProblem
 from api.openapi import operation
 from api.state import db, services
+from editqueue import logs
 from editqueue.config import PROVIDERS
 from editqueue.jobs import callbacks
 from editqueue.providers.base import CallbackRejected
@@ -46,7 +47,7 @@ def receive(provider: str, token: str) -> tuple[Response, int]:
             dict(request.headers), request.get_data()
         )
     except CallbackRejected as exc:
-        log.warning("callback for %s refused: %s", job.id, exc)
+        log.warning("api.callback.refused", extra=logs.fields(job_id=job.id, reason=str(exc)))
         raise ApiProblem(401, "callback signature refused", code="invalid_signature") from None
     except (KeyError, ValueError):
         raise ApiProblem(400, "unreadable callback body", code="bad_request") from None
@@ -58,7 +59,7 @@ def receive(provider: str, token: str) -> tuple[Response, int]:
         publisher=svc.publisher,
     )
     if outcome is callbacks.Outcome.REFUSED:
-        log.warning("callback for %s names another task; refused", job.id)
+        log.warning("api.callback.wrong_task", extra=logs.fields(job_id=job.id))
         raise _unknown()
     return jsonify({"received": True}), 200
 

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from editqueue import logs
 from editqueue.errors import EditqueueError
 from editqueue.infra.storage import StorageError
 
@@ -155,7 +156,7 @@ def register(app: Flask) -> None:
         # The last line of defence behind api.hostile: a value the database or its driver
         # cannot hold is the client's, not an outage. The request's transaction is rolled
         # back at teardown (api.state.close_db), so nothing of it is written.
-        log.warning("unstorable value in a request: %s", _db_message(exc))
+        log.warning("api.request.unstorable", extra=logs.fields(error=_db_message(exc)))
         return problem(
             422,
             "invalid_request",
@@ -166,17 +167,17 @@ def register(app: Flask) -> None:
     @app.errorhandler(DBAPIError)
     def _database(exc: DBAPIError) -> Response:
         if not _connection_lost(exc):
-            log.error("database error", exc_info=exc)
+            log.error("api.database.error", exc_info=exc)
             return problem(500, "internal_error", "Internal error", "an unexpected error occurred")
-        log.warning("database unavailable: %s", type(exc).__name__)
+        log.warning("api.database.unavailable", extra=logs.fields(error=type(exc).__name__))
         return _unavailable("service_unavailable", "Service", "the database")
 
     @app.errorhandler(StorageError)
     def _storage(exc: StorageError) -> Response:
-        log.warning("storage unavailable: %s", exc)
+        log.warning("api.storage.unavailable", extra=logs.fields(error=str(exc)))
         return _unavailable("storage_unavailable", "Storage", "the result store")
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        log.exception("unhandled error")
+        log.exception("api.request.unhandled")
         return problem(500, "internal_error", "Internal error", "an unexpected error occurred")

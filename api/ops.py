@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from api.openapi import build_spec, operation
 from api.state import services
+from editqueue import logs
 
 log = logging.getLogger(__name__)
 bp = Blueprint("ops", __name__)
@@ -77,13 +78,13 @@ def readyz() -> tuple[Response, int]:
             conn.execute(text("SELECT 1"))
         checks["database"] = "ok"
     except Exception as exc:
-        log.warning("readiness: database: %s", type(exc).__name__)
+        log.warning("api.ready.database_unreachable", extra=logs.fields(error=type(exc).__name__))
         checks["database"] = "unreachable"
     try:
         svc.broker_ping()
         checks["broker"] = "ok"
     except Exception as exc:
-        log.warning("readiness: broker: %s", type(exc).__name__)
+        log.warning("api.ready.broker_unreachable", extra=logs.fields(error=type(exc).__name__))
         checks["broker"] = "unreachable"
     ready = all(v == "ok" for v in checks.values())
     return jsonify({"status": "ready" if ready else "unavailable", "checks": checks}), (

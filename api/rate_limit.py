@@ -33,6 +33,7 @@ from flask import Flask, Response, current_app, g
 from api.auth import current_key
 from api.errors import ApiProblem
 from api.state import services
+from editqueue import logs
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +122,8 @@ class Limiter:
         except redis.RedisError as exc:
             self._down_until = time.monotonic() + OUTAGE_BACKOFF_SECONDS
             log.warning(
-                "rate limiting suspended for %.0fs, Redis unreachable: %s",
-                OUTAGE_BACKOFF_SECONDS,
-                type(exc).__name__,
+                "api.rate_limit.suspended",
+                extra=logs.fields(seconds=OUTAGE_BACKOFF_SECONDS, error=type(exc).__name__),
             )
             return None
         return Decision(
@@ -193,7 +193,7 @@ def init_app(app: Flask, redis_url: str | None) -> None:
             redis_client_url(redis_url), socket_connect_timeout=0.5, socket_timeout=0.5
         )
     else:
-        log.warning("REDIS_URL is not set: API rate limiting is off")
+        log.warning("api.rate_limit.off")
     app.extensions[EXTENSION] = Limiter(client)
     app.before_request(enforce)
     app.after_request(add_headers)

@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import ApiProblem
+from editqueue import logs
 from editqueue.models import TERMINAL_STATUSES, Job, JobEvent
 from editqueue.serialize import event_to_public
 
@@ -135,7 +136,10 @@ def event_stream(
         except SQLAlchemyError as exc:
             # Headers are long gone, so no problem+json: end the stream and let the
             # client reconnect with Last-Event-ID once the database is back.
-            log.warning("event stream of %s closed: %s", job_id, type(exc).__name__)
+            log.warning(
+                "api.events.stream_closed",
+                extra=logs.fields(job_id=job_id, error=type(exc).__name__),
+            )
             return
         yield from chunks
         now = time.monotonic()

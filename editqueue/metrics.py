@@ -21,6 +21,7 @@ from prometheus_client.core import (
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from editqueue import logs
 from editqueue.infra import outbox
 from editqueue.tasknames import ALL_QUEUES
 
@@ -53,7 +54,7 @@ class ProviderStats:
             pipe.hincrbyfloat(_LATENCY, f"{provider}|{op}|sum", seconds)
             pipe.execute()
         except redis.RedisError as exc:
-            log.debug("provider metrics not recorded: %s", exc)
+            log.debug("metrics.provider.unrecorded", extra=logs.fields(error=str(exc)))
 
 
 class _Collector:
@@ -145,7 +146,7 @@ class _Collector:
             for (provider, op), (buckets, total) in _histograms(client.hgetall(_LATENCY)).items():
                 latency.add_metric([provider, op], buckets=buckets, sum_value=total)
         except redis.RedisError as exc:
-            log.warning("metrics: broker unreachable: %s", exc)
+            log.warning("metrics.broker.unreachable", extra=logs.fields(error=str(exc)))
             return []
         finally:
             client.close()

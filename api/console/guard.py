@@ -21,6 +21,7 @@ from werkzeug.wrappers import Response
 
 from api.rate_limit import redis_client_url
 from api.state import db, services
+from editqueue import logs
 from editqueue.models import ApiKey
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def sign_out() -> None:
     try:
         client.set(_ENDED_PREFIX + sid, "1", ex=lifetime)
     except redis.RedisError as exc:
-        log.warning("console: could not record a sign-out: %s", exc)
+        log.warning("console.signout.unrecorded", extra=logs.fields(error=str(exc)))
 
 
 def _ended(sid: str) -> bool:

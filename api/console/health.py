@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 from ulid import ULID
 
+from editqueue import logs
 from editqueue.config import PROVIDERS, Settings
 from editqueue.providers.limits import Limit, ProviderLimits
 from editqueue.tasknames import ALL_QUEUES
@@ -142,7 +143,7 @@ def _broker_queues(redis_url: str | None, client_url: str | None) -> dict[str, i
     try:
         return {q: int(client.llen(q)) for q in ALL_QUEUES}
     except redis.RedisError as exc:
-        log.warning("console: broker unreachable: %s", exc)
+        log.warning("console.broker.unreachable", extra=logs.fields(error=str(exc)))
         return dict.fromkeys(ALL_QUEUES)
     finally:
         client.close()

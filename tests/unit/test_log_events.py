@@ -1,4 +1,4 @@
-"""Worker-side logs say stable dotted event keys, carry fields, and keep secrets out."""
+"""Our logs (worker and API) say stable dotted event keys, carry fields, and keep secrets out."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from editqueue import logs
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENT_MODULES = ["editqueue/jobs", "editqueue/webhooks", "editqueue/providers", "editqueue/infra"]
-EVENT_MODULES += ["worker"]
+EVENT_MODULES += ["worker", "api", "api/console"]
 LEVELS = {"debug", "info", "warning", "error", "exception", "critical"}
 
 
