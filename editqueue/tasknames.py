@@ -6,7 +6,9 @@ a name, a queue or a period is written once.
 Time limits: the worker runs Celery's threads pool (Procfile, docker-compose.yml,
 editqueue/standalone/processes.py), whose TaskPool.on_apply drops the `timeout` and
 `soft_timeout` it is given, so Celery's `time_limit`/`soft_time_limit` would never fire
-and none is set. What bounds a step instead: every vendor call and download has the
+and none is set. The heartbeat is the time limit instead: a step holding its job past
+`step_time_limit` is no longer renewed and loses the job (editqueue/jobs/heartbeat.py).
+What else bounds a step: every vendor call and download has the
 httpx timeout `provider_timeout` (worker/context.py); a step's job is held by a heartbeat
 lease (editqueue/jobs/heartbeat.py) that comes free one lease after its process dies; and
 the reaper ends every job at its deadline however its step is doing, after which a late

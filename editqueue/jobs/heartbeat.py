@@ -5,6 +5,12 @@ A step owns its job while the row's `lease_id` is the step's own token and its
 ran out. One daemon thread per process renews every lease the process holds, in one
 UPDATE, every quarter lease: a slow vendor call keeps its job however long it takes, and
 a dead process's steps come free one lease after its last renewal.
+
+It is also the steps' time limit. Celery's time limits never fire in the threads pool the
+worker runs (editqueue/tasknames.py), and a thread cannot be killed; so a step that holds
+its lease past `time_limit` (a hung call that no timeout caught) stops being renewed. The
+sweep hands its job to another step one lease later, and the stuck step, should it ever
+return, changes nothing: its transitions require the lease it no longer holds.
 """
 
 from __future__ import annotations
@@ -12,11 +18,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterator
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from editqueue import logs
 from editqueue.db import affected_rows
 
 log = logging.getLogger(__name__)
@@ -42,11 +50,13 @@ class Heartbeat:
         lease_seconds: float,
         *,
         interval: float | None = None,
+        time_limit: float | None = None,
     ) -> None:
         self._sessions = sessions
         self._lease = lease_seconds
         self.interval = interval if interval is not None else lease_seconds / 4
-        self._held: dict[str, str] = {}  # owner token → job id
+        self._time_limit = time_limit
+        self._held: dict[str, tuple[str, float]] = {}  # owner token → (job id, held since)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -67,17 +77,30 @@ class Heartbeat:
     def renew(self) -> int:
         """Extend every held lease now; returns how many rows were renewed."""
         with self._lock:
+            self._drop_overrun()
             owners = list(self._held)
-            ids = [self._held[o] for o in owners]
+            ids = [self._held[o][0] for o in owners]
         if not owners:
             return 0
         with self._sessions() as session, session.begin():
             result = session.execute(_RENEW, {"ids": ids, "owners": owners, "lease": self._lease})
         return affected_rows(result)
 
+    def _drop_overrun(self) -> None:
+        if self._time_limit is None:
+            return
+        now = time.monotonic()
+        for owner, (job_id, since) in list(self._held.items()):
+            if now - since > self._time_limit:
+                del self._held[owner]
+                log.error(
+                    "job.step.time_limit",
+                    extra=logs.fields(job_id=job_id, seconds=round(now - since)),
+                )
+
     def _add(self, owner: str, job_id: str) -> None:
         with self._lock:
-            self._held[owner] = job_id
+            self._held[owner] = (job_id, time.monotonic())
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._serve, name="lease-heartbeat", daemon=True

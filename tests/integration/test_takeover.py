@@ -58,6 +58,31 @@ def test_the_heartbeat_renews_only_leases_still_held(factory: sessionmaker[Sessi
     assert due[lost.id] == now
 
 
+def test_a_step_past_its_time_limit_is_no_longer_renewed(
+    factory: sessionmaker[Session],
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    with transaction(factory) as session:
+        tenant = create_tenant(session, new_id("t"))
+        job = _running_job(new_id("job"), tenant.id, next_poll_at=now)
+        job.lease_id = "stuck"
+        session.add(job)
+    heartbeat = Heartbeat(factory, 60.0, time_limit=0.5)
+    with heartbeat.step() as step:
+        step.hold(job.id, "stuck")
+        assert heartbeat.renew() == 1
+        renewed = _lease_end(factory, job.id)
+        time.sleep(0.7)
+        assert heartbeat.renew() == 0
+        assert heartbeat.held() == 0
+    assert _lease_end(factory, job.id) == renewed  # left to run out: the sweep takes it
+
+
+def _lease_end(factory: sessionmaker[Session], job_id: str) -> dt.datetime | None:
+    with factory() as session:
+        return session.get_one(Job, job_id).next_poll_at
+
+
 @pytest.fixture
 def production_stack(private_database: str, tmp_path: Path) -> Iterator[Stack]:
     """A stack of its own (own Redis too) with the default lease and vendor timeout."""
