@@ -11,7 +11,7 @@ from flask import request
 
 from sandbox.inputs import LoadedImage
 from sandbox.state import Sandbox
-from sandbox.vendor import public_base_url, render_edits
+from sandbox.vendor import public_base_url, render_spec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,14 +36,7 @@ def render_answer(
     `item_size` adds each item's `WxH`, as Ark does for Seedream.
     """
     base_url = public_base_url(sandbox.config, request)
-    edits = render_edits(
-        edit.images[0].data,
-        prompt=edit.prompt,
-        seed=edit.seed,
-        size=edit.size,
-        count=edit.outputs,
-        watermark=edit.watermark,
-    )
+    edits = render_spec(edit)
     items = []
     for jpeg in edits:
         if edit.response_format == "b64_json":

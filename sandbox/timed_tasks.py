@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 from sandbox.faults import Fault
 from sandbox.inputs import LoadedImage
 from sandbox.state import Sandbox
-from sandbox.vendor import render_edits, wants_early_callback
+from sandbox.vendor import render_spec, wants_early_callback
 
 # Tasks are forgotten a day after creation so a long-running sandbox does not grow forever.
 TASK_RETENTION = 86_400.0
@@ -151,15 +151,7 @@ def ensure_rendered(
     """Render the task's outputs on first use; later reads see the same links."""
     with task.render_lock:
         if task.rendered is None:
-            edits = render_edits(
-                task.images[0].data,
-                prompt=task.prompt,
-                seed=task.seed,
-                size=task.size,
-                count=task.outputs,
-                watermark=task.watermark,
-                image_format=image_format,
-            )
+            edits = render_spec(task, image_format)
             mime = MIME_TYPES[image_format]
             ttl = sandbox.config.url_ttl
             task.rendered = [

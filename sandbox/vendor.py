@@ -25,6 +25,7 @@ from sandbox.faults import (
     parse_header,
 )
 from sandbox.imaging import RESOLUTION_LONG_SIDE, edit_image, size_for_aspect
+from sandbox.inputs import LoadedImage
 from sandbox.state import Sandbox, sandbox_of
 
 # A JSON document cut off mid-way, as a proxy that drops the connection might deliver it.
@@ -223,6 +224,30 @@ def render_edits(
             watermark=watermark,
         )
         for variant in range(count)
+    )
+
+
+class EditSpec(Protocol):
+    """What a validated request asks to render (`generations.Edit`, `timed_tasks.TimedTask`)."""
+
+    images: list[LoadedImage]
+    outputs: int
+    prompt: str
+    seed: int
+    size: tuple[int, int]
+    watermark: bool
+
+
+def render_spec(spec: EditSpec, image_format: str = "JPEG") -> tuple[bytes, ...]:
+    """The request's edited variants of its first image (cached by `render_edits`)."""
+    return render_edits(
+        spec.images[0].data,
+        prompt=spec.prompt,
+        seed=spec.seed,
+        size=spec.size,
+        count=spec.outputs,
+        watermark=spec.watermark,
+        image_format=image_format,
     )
 
 

@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -144,6 +145,18 @@ def make_tenant(sessions: sessionmaker[Session], api_url: str) -> TenantClient:
         base_url=api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30.0
     )
     return TenantClient(id=info[0], name=info[1], key=key, client=client, secret=info[2])
+
+
+@contextmanager
+def tenant_on(stack: Stack) -> Iterator[TenantClient]:
+    """A new tenant on a stack of its own (not the session stack), with a client."""
+    engine = make_engine(stack.database_url, pool_size=1, max_overflow=0)
+    tenant = make_tenant(make_session_factory(engine), stack.api_url)
+    try:
+        yield tenant
+    finally:
+        tenant.client.close()
+        engine.dispose()
 
 
 @pytest.fixture

@@ -176,6 +176,25 @@ class Stack:
 
 
 @contextlib.contextmanager
+def api_only(
+    server_url: str, redis_url: str, workdir: Path, extra_env: dict[str, str], *, workers: int = 2
+) -> Iterator[Stack]:
+    """Only an API (gunicorn workers, as in production) on a database of its own; no worker or
+    beat. Stopped, and its database dropped, on exit."""
+    url = create_database(server_url)
+    stack = Stack(database_url=url, redis_url=redis_url, workdir=workdir, extra_env=extra_env)
+    stack.workdir.mkdir(parents=True, exist_ok=True)
+    bind = f"127.0.0.1:{stack.api_port}"
+    try:
+        stack._spawn("api", processes.api_argv(bind, workers=workers, quiet=True))
+        wait_for_http(f"{stack.api_url}/healthz", timeout=60)
+        yield stack
+    finally:
+        stack.stop()
+        drop_database(url)
+
+
+@contextlib.contextmanager
 def running_stack(*, workers: int = 1, **kwargs) -> Iterator[Stack]:
     """A started Stack, stopped on exit."""
     stack = Stack(**kwargs)

@@ -12,6 +12,8 @@ from the problem's code and status (errors.py).
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 import httpx
 
 from editqueue.client._transport import (
@@ -19,11 +21,10 @@ from editqueue.client._transport import (
     API_URL_ENV,
     DEFAULT_API_URL,
     AsyncTransport,
+    Connection,
     Request,
-    RetryPolicy,
     SyncTransport,
-    as_timeout,
-    resolve,
+    connect,
 )
 from editqueue.client.errors import (
     APIConnectionError,
@@ -61,6 +62,7 @@ from editqueue.client.resources.webhook_endpoints import AsyncWebhookEndpoints, 
 from editqueue.client.resources.webhooks import AsyncWebhooks, InvalidSignature, Webhooks
 
 DEFAULT_TIMEOUT = 60.0
+T = TypeVar("T")
 
 
 def _usage_request(date_from: str | None, date_to: str | None, group_by: str | None) -> Request:
@@ -68,8 +70,8 @@ def _usage_request(date_from: str | None, date_to: str | None, group_by: str | N
     return Request("GET", "/v1/usage", params={k: v for k, v in query.items() if v})
 
 
-class Client:
-    """The API of one deployment, as one tenant (its API key)."""
+class _ClientBase(Generic[T]):
+    """The constructor both clients share; T is the httpx transport type each one takes."""
 
     def __init__(
         self,
@@ -80,15 +82,27 @@ class Client:
         max_retries: int = 3,
         max_retry_wait: float = 60.0,
         webhook_secret: str | None = None,
-        transport: httpx.BaseTransport | None = None,
+        transport: T | None = None,
     ) -> None:
-        self.api_url, key = resolve(api_url, api_key)
-        policy = RetryPolicy(max_retries=max_retries, max_retry_wait=max_retry_wait)
-        self._transport = SyncTransport(self.api_url, key, as_timeout(timeout), policy, transport)
+        connection = connect(api_url, api_key, timeout, max_retries, max_retry_wait)
+        self.api_url = connection.api_url
+        self._open(connection, transport, webhook_secret)
+
+    def _open(self, connection: Connection, transport: T | None, secret: str | None) -> None:
+        raise NotImplementedError
+
+
+class Client(_ClientBase[httpx.BaseTransport]):
+    """The API of one deployment, as one tenant (its API key)."""
+
+    def _open(
+        self, connection: Connection, transport: httpx.BaseTransport | None, secret: str | None
+    ) -> None:
+        self._transport = SyncTransport(connection, transport)
         self.jobs = Jobs(self._transport)
         self.batches = Batches(self._transport)
         self.webhook_endpoints = WebhookEndpoints(self._transport)
-        self.webhooks = Webhooks(self._transport, webhook_secret)
+        self.webhooks = Webhooks(self._transport, secret)
 
     def usage(
         self, *, date_from: str | None = None, date_to: str | None = None, group_by: str = "day"
@@ -108,27 +122,17 @@ class Client:
         self.close()
 
 
-class AsyncClient:
+class AsyncClient(_ClientBase[httpx.AsyncBaseTransport]):
     """The same API for asyncio: every call is awaited, lists are `async for`."""
 
-    def __init__(
-        self,
-        api_url: str | None = None,
-        api_key: str | None = None,
-        *,
-        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
-        max_retries: int = 3,
-        max_retry_wait: float = 60.0,
-        webhook_secret: str | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+    def _open(
+        self, connection: Connection, transport: httpx.AsyncBaseTransport | None, secret: str | None
     ) -> None:
-        self.api_url, key = resolve(api_url, api_key)
-        policy = RetryPolicy(max_retries=max_retries, max_retry_wait=max_retry_wait)
-        self._transport = AsyncTransport(self.api_url, key, as_timeout(timeout), policy, transport)
+        self._transport = AsyncTransport(connection, transport)
         self.jobs = AsyncJobs(self._transport)
         self.batches = AsyncBatches(self._transport)
         self.webhook_endpoints = AsyncWebhookEndpoints(self._transport)
-        self.webhooks = AsyncWebhooks(self._transport, webhook_secret)
+        self.webhooks = AsyncWebhooks(self._transport, secret)
 
     async def usage(
         self, *, date_from: str | None = None, date_to: str | None = None, group_by: str = "day"

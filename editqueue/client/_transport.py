@@ -148,50 +148,73 @@ def _auth_headers(api_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT}
 
 
-def _wait_after_error(
-    policy: RetryPolicy, base_url: str, request: Request, exc: httpx.TransportError, attempt: int
-) -> float:
-    """How long to wait before retrying a call that got no answer; Unreachable if not retried."""
-    wait = policy.delay(request, None, attempt, sent=not isinstance(exc, NOT_SENT))
-    if wait is None:
-        raise unreachable(base_url, exc) from None
-    return wait
+@dataclass(frozen=True)
+class Connection:
+    """Where the API is, as whom, how long to wait and how often to retry: both transports'."""
+
+    api_url: str
+    api_key: str
+    timeout: httpx.Timeout
+    policy: RetryPolicy
+
+    def api_options(self) -> dict[str, Any]:
+        """httpx client arguments for calls to the API (base URL, key, timeouts)."""
+        headers = _auth_headers(self.api_key)
+        return {"base_url": self.api_url, "headers": headers, "timeout": self.timeout}
+
+    def settle(
+        self, request: Request, attempt: int, outcome: httpx.Response | httpx.TransportError
+    ) -> httpx.Response | float:
+        """The final response (APIError if it failed), or the seconds to wait before retrying.
+
+        `outcome` is the answer, or the error of a try that got none (Unreachable once the
+        policy gives up on it).
+        """
+        if isinstance(outcome, httpx.TransportError):
+            sent = not isinstance(outcome, NOT_SENT)
+            wait = self.policy.delay(request, None, attempt, sent=sent)
+            if wait is None:
+                raise unreachable(self.api_url, outcome) from None
+            return wait
+        delay = self.policy.delay(request, outcome, attempt)
+        return raise_for(outcome) if delay is None else delay
+
+
+def connect(
+    api_url: str | None,
+    api_key: str | None,
+    timeout: float | httpx.Timeout,
+    max_retries: int,
+    max_retry_wait: float,
+) -> Connection:
+    """A client's arguments (or EDITQUEUE_API_URL / EDITQUEUE_API_KEY) as a Connection."""
+    url, key = resolve(api_url, api_key)
+    policy = RetryPolicy(max_retries=max_retries, max_retry_wait=max_retry_wait)
+    return Connection(url, key, as_timeout(timeout), policy)
 
 
 class SyncTransport:
     """The blocking transport."""
 
-    def __init__(
-        self,
-        api_url: str,
-        api_key: str,
-        timeout: httpx.Timeout,
-        policy: RetryPolicy,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self.base_url = api_url
-        self.policy = policy
-        headers = _auth_headers(api_key)
-        self.http = httpx.Client(
-            base_url=api_url, headers=headers, timeout=timeout, transport=transport
-        )
+    def __init__(self, connection: Connection, transport: httpx.BaseTransport | None = None):
+        self.connection = connection
+        self.http = httpx.Client(**connection.api_options(), transport=transport)
         # Signed links need no key and may point at another host (S3): never send it there.
-        self.links = httpx.Client(timeout=timeout, transport=transport)
+        self.links = httpx.Client(timeout=connection.timeout, transport=transport)
 
     def send(self, request: Request) -> httpx.Response:
         """One call, retried by the policy; raises APIError or Unreachable."""
         attempt = 0
         while True:
+            outcome: httpx.Response | httpx.TransportError
             try:
-                response = self.http.request(request.method, request.path, **request.kwargs())
+                outcome = self.http.request(request.method, request.path, **request.kwargs())
             except httpx.TransportError as exc:
-                wait = _wait_after_error(self.policy, self.base_url, request, exc, attempt)
-            else:
-                delay = self.policy.delay(request, response, attempt)
-                if delay is None:
-                    return raise_for(response)
-                wait = delay
-            time.sleep(wait)
+                outcome = exc
+            settled = self.connection.settle(request, attempt, outcome)
+            if isinstance(settled, httpx.Response):
+                return settled
+            time.sleep(settled)
             attempt += 1
 
     @contextmanager
@@ -220,36 +243,24 @@ class SyncTransport:
 class AsyncTransport:
     """The asyncio transport: the same policy over httpx.AsyncClient."""
 
-    def __init__(
-        self,
-        api_url: str,
-        api_key: str,
-        timeout: httpx.Timeout,
-        policy: RetryPolicy,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self.base_url = api_url
-        self.policy = policy
-        headers = _auth_headers(api_key)
-        self.http = httpx.AsyncClient(
-            base_url=api_url, headers=headers, timeout=timeout, transport=transport
-        )
-        self.links = httpx.AsyncClient(timeout=timeout, transport=transport)
+    def __init__(self, connection: Connection, transport: httpx.AsyncBaseTransport | None = None):
+        self.connection = connection
+        self.http = httpx.AsyncClient(**connection.api_options(), transport=transport)
+        self.links = httpx.AsyncClient(timeout=connection.timeout, transport=transport)
 
     async def send(self, request: Request) -> httpx.Response:
         """One call, retried by the policy; raises APIError or Unreachable."""
         attempt = 0
         while True:
+            outcome: httpx.Response | httpx.TransportError
             try:
-                response = await self.http.request(request.method, request.path, **request.kwargs())
+                outcome = await self.http.request(request.method, request.path, **request.kwargs())
             except httpx.TransportError as exc:
-                wait = _wait_after_error(self.policy, self.base_url, request, exc, attempt)
-            else:
-                delay = self.policy.delay(request, response, attempt)
-                if delay is None:
-                    return raise_for(response)
-                wait = delay
-            await asyncio.sleep(wait)
+                outcome = exc
+            settled = self.connection.settle(request, attempt, outcome)
+            if isinstance(settled, httpx.Response):
+                return settled
+            await asyncio.sleep(settled)
             attempt += 1
 
     @asynccontextmanager
@@ -275,4 +286,12 @@ class AsyncTransport:
         await self.links.aclose()
 
 
-__all__ = ["APIError", "AsyncTransport", "Request", "RetryPolicy", "SyncTransport"]
+__all__ = [
+    "APIError",
+    "AsyncTransport",
+    "Connection",
+    "Request",
+    "RetryPolicy",
+    "SyncTransport",
+    "connect",
+]

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, Protocol, TypeVar
+
+from editqueue.errors import IdempotencyKeyReused
+
+
+class _Fingerprinted(Protocol):
+    """A row created under an Idempotency-Key (a job or a batch)."""
+
+    @property
+    def request_hash(self) -> str | None: ...
+
+
+R = TypeVar("R", bound=_Fingerprinted)
 
 
 def canonical_json(value: Any) -> bytes:
@@ -31,3 +43,15 @@ def raw_hash(raw: bytes) -> str:
     """The fingerprint JSON requests were stored under before canonical hashing (sha256 of
     the bytes as sent), still accepted so a retry across the upgrade replays."""
     return hashlib.sha256(raw).hexdigest()
+
+
+def check_replay(existing: R, request_hash: str, *older_hashes: str) -> R:
+    """The row created earlier for a replayed request; another body with its key is refused.
+
+    ``older_hashes``: the same request's fingerprint in formats stored by earlier versions.
+    """
+    if existing.request_hash not in (request_hash, *older_hashes):
+        raise IdempotencyKeyReused(
+            "this Idempotency-Key was already used with a different request body"
+        )
+    return existing

@@ -176,15 +176,7 @@ def map_error(
         code = "content_rejected"
     if code == "invalid_request" and "image" in message.lower():
         code = "invalid_image"
-    return decided_error(
-        NAME,
-        code,
-        message,
-        status=status,
-        retryable=retryable,
-        provider_code=vendor_code,
-        retry_after=retry_after,
-    )
+    return decided_error(NAME, code, message, status, retryable, vendor_code, retry_after)
 
 
 def _unwrap(response: httpx.Response) -> Mapping[str, Any]:

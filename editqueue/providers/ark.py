@@ -173,15 +173,7 @@ def map_error(status: int, envelope: Mapping[str, Any], retry_after: float | Non
         code = "invalid_request"
     elif vendor_code.startswith(_SETUP_ERROR_PREFIXES):
         code = "provider_error"
-    return decided_error(
-        NAME,
-        code,
-        message,
-        status=status,
-        retryable=retryable,
-        provider_code=vendor_code or None,
-        retry_after=retry_after,
-    )
+    return decided_error(NAME, code, message, status, retryable, vendor_code or None, retry_after)
 
 
 def _floor16(value: float) -> int:

@@ -113,15 +113,7 @@ def map_error(status: int, envelope: Mapping[str, Any], retry_after: float | Non
         code, retryable = "provider_unavailable", True
     elif status in (400, 413, 422):
         code = "invalid_image" if "image" in text.lower() else "invalid_request"
-    return decided_error(
-        NAME,
-        code,
-        message,
-        status=status,
-        retryable=retryable,
-        provider_code=vendor_code or None,
-        retry_after=retry_after,
-    )
+    return decided_error(NAME, code, message, status, retryable, vendor_code or None, retry_after)
 
 
 def _form_text(value: Any) -> str:

@@ -26,6 +26,7 @@ from editqueue.providers.base import (
     ProviderError,
     TaskStatus,
 )
+from editqueue.providers.http import decided_error
 
 # A scripted answer: returned, raised, or (a callable) called at the time of the call, so
 # a test can make something happen "while the vendor works" and then answer.
@@ -89,15 +90,8 @@ def error(
     retry_after: float | None = None,
     provider_code: str | None = None,
 ) -> ProviderError:
-    """A vendor failure, already mapped to the public vocabulary."""
-    return ProviderError(
-        code,
-        message,
-        provider=provider,
-        provider_code=provider_code,
-        retryable=retryable,
-        retry_after=retry_after,
-    )
+    """A vendor failure, mapped as the real adapters map theirs (`http.decided_error`)."""
+    return decided_error(provider, code, message, None, retryable, provider_code, retry_after)
 
 
 def rate_limited(retry_after: float | None = 1.0, *, provider: str = "fake") -> ProviderError:

@@ -190,6 +190,22 @@ def callback_notice(task_id: str, read_status: Callable[[], TaskStatus]) -> Call
     return CallbackNotice(task_id=task_id, status=status)
 
 
+def status_verdict(status: int | None) -> tuple[ErrorCode, bool]:
+    """The public code, and whether to retry, that an HTTP status alone says."""
+    if status is None:
+        return "provider_error", False
+    if status == 429:
+        return "rate_limited", True
+    if status >= 500:
+        return "provider_unavailable", True
+    if status == 408:
+        return "timeout", True
+    if status in (400, 422):
+        return "invalid_request", False
+    # 401/403/404 and the like: our configuration is wrong, retrying will not help.
+    return "provider_error", False
+
+
 def error_for_status(
     provider: str,
     status: int,
@@ -199,27 +215,7 @@ def error_for_status(
     retry_after: float | None = None,
 ) -> ProviderError:
     """The public error for an HTTP status when the vendor's own code says nothing more."""
-    code: ErrorCode
-    if status == 429:
-        code, retryable = "rate_limited", True
-    elif status >= 500:
-        code, retryable = "provider_unavailable", True
-    elif status == 408:
-        code, retryable = "timeout", True
-    elif status in (400, 422):
-        code, retryable = "invalid_request", False
-    else:
-        # 401/403/404 and the like: our configuration is wrong, retrying will not help.
-        code, retryable = "provider_error", False
-    return mapped_error(
-        provider,
-        code,
-        message,
-        retryable=retryable,
-        provider_code=provider_code,
-        status_code=status,
-        retry_after=retry_after,
-    )
+    return decided_error(provider, None, message, status, False, provider_code, retry_after)
 
 
 def malformed(provider: str, detail: str, *, status_code: int | None = None) -> ProviderError:
@@ -237,20 +233,15 @@ def decided_error(
     provider: str,
     code: ErrorCode | None,
     message: str,
-    *,
     status: int | None,
     retryable: bool = False,
     provider_code: str | None = None,
     retry_after: float | None = None,
 ) -> ProviderError:
-    """The error a vendor's own code decided (`code`); where it decided nothing, what the
-    HTTP status says, and provider_error when there is no status either."""
+    """The error a vendor's own code decided (`code`, `retryable`); where it decided nothing,
+    what the HTTP status says (`status_verdict`)."""
     if code is None:
-        if status is not None:
-            return error_for_status(
-                provider, status, message, provider_code=provider_code, retry_after=retry_after
-            )
-        code = "provider_error"
+        code, retryable = status_verdict(status)
     return mapped_error(
         provider,
         code,

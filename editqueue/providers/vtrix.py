@@ -153,15 +153,7 @@ def map_error(
         code = "invalid_request"
     elif number in _UPSTREAM_CODES or (status is not None and status >= 500):
         code, retryable = "provider_unavailable", True
-    return decided_error(
-        NAME,
-        code,
-        message,
-        status=status,
-        retryable=retryable,
-        provider_code=vendor_code,
-        retry_after=retry_after,
-    )
+    return decided_error(NAME, code, message, status, retryable, vendor_code, retry_after)
 
 
 def _unwrap(response: httpx.Response) -> Mapping[str, Any]:

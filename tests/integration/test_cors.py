@@ -7,10 +7,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from editqueue.db import make_engine, make_session_factory
-from tests.conftest import TenantClient, make_tenant
-from tests.integration.test_admin import start_api
-from tests.stack import Stack, create_database, drop_database
+from tests.conftest import TenantClient, tenant_on
+from tests.stack import Stack, api_only
 
 ALLOWED = "https://app.example.com"
 OTHER_ALLOWED = "http://localhost:3000"
@@ -20,27 +18,15 @@ OTHER_ALLOWED = "http://localhost:3000"
 def cors_api(
     database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    url = create_database(database_url)
-    stack = start_api(
-        url,
-        redis_url,
-        tmp_path_factory.mktemp("cors"),
-        {"EDITQUEUE_CORS_ORIGINS": f"{ALLOWED}, {OTHER_ALLOWED}/"},
-    )
-    try:
+    env = {"EDITQUEUE_CORS_ORIGINS": f"{ALLOWED}, {OTHER_ALLOWED}/"}
+    with api_only(database_url, redis_url, tmp_path_factory.mktemp("cors"), env) as stack:
         yield stack
-    finally:
-        stack.stop()
-        drop_database(url)
 
 
 @pytest.fixture
 def cors_tenant(cors_api: Stack) -> Iterator[TenantClient]:
-    engine = make_engine(cors_api.database_url, pool_size=1, max_overflow=0)
-    tenant = make_tenant(make_session_factory(engine), cors_api.api_url)
-    yield tenant
-    tenant.client.close()
-    engine.dispose()
+    with tenant_on(cors_api) as tenant:
+        yield tenant
 
 
 def _preflight(api: Stack, origin: str, path: str = "/v1/jobs") -> httpx.Response:

@@ -9,11 +9,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from editqueue.db import make_engine, make_session_factory
-from editqueue.standalone import processes
-from editqueue.standalone.supervisor import wait_for_http
-from tests.conftest import TenantClient, make_tenant
-from tests.stack import Stack, create_database, drop_database
+from tests.conftest import TenantClient, tenant_on
+from tests.stack import Stack, api_only
 
 METRICS_TOKEN = "metrics-test-token"
 MAX_ENDPOINTS = 3
@@ -24,33 +21,19 @@ def guarded_api(
     database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     """Only the API (no worker needed), with a metrics token and a small endpoint quota."""
-    url = create_database(database_url)
-    stack = Stack(
-        database_url=url,
-        redis_url=redis_url,
-        workdir=tmp_path_factory.mktemp("guarded"),
-        extra_env={
-            "EDITQUEUE_METRICS_TOKEN": METRICS_TOKEN,
-            "EDITQUEUE_MAX_WEBHOOK_ENDPOINTS": str(MAX_ENDPOINTS),
-        },
-    )
-    stack.workdir.mkdir(parents=True, exist_ok=True)
-    stack._spawn("api", processes.api_argv(f"127.0.0.1:{stack.api_port}", quiet=True))
-    try:
-        wait_for_http(f"{stack.api_url}/healthz", timeout=60)
+    env = {
+        "EDITQUEUE_METRICS_TOKEN": METRICS_TOKEN,
+        "EDITQUEUE_MAX_WEBHOOK_ENDPOINTS": str(MAX_ENDPOINTS),
+    }
+    workdir = tmp_path_factory.mktemp("guarded")
+    with api_only(database_url, redis_url, workdir, env) as stack:
         yield stack
-    finally:
-        stack.stop()
-        drop_database(url)
 
 
 @pytest.fixture
 def guarded_tenant(guarded_api: Stack) -> Iterator[TenantClient]:
-    engine = make_engine(guarded_api.database_url, pool_size=1, max_overflow=0)
-    tenant = make_tenant(make_session_factory(engine), guarded_api.api_url)
-    yield tenant
-    tenant.client.close()
-    engine.dispose()
+    with tenant_on(guarded_api) as tenant:
+        yield tenant
 
 
 def _create(tenant: TenantClient, index: int) -> httpx.Response:
@@ -91,13 +74,8 @@ def test_concurrent_creates_never_pass_the_quota(guarded_tenant: TenantClient) -
 def test_the_quota_is_per_tenant(guarded_api: Stack, guarded_tenant: TenantClient) -> None:
     for i in range(MAX_ENDPOINTS):
         assert _create(guarded_tenant, i).status_code == 201
-    engine = make_engine(guarded_api.database_url, pool_size=1, max_overflow=0)
-    other = make_tenant(make_session_factory(engine), guarded_api.api_url)
-    try:
+    with tenant_on(guarded_api) as other:
         assert _create(other, 0).status_code == 201
-    finally:
-        other.client.close()
-        engine.dispose()
 
 
 def test_metrics_need_the_configured_bearer_token(guarded_api: Stack) -> None:

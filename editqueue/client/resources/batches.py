@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 import httpx
 
@@ -17,11 +17,20 @@ from editqueue.client.resources._shared import idempotency_headers
 DEFAULT_WAIT_TIMEOUT = 900.0
 
 
+class BatchCreateArgs(TypedDict, total=False):
+    """The keyword arguments of `batches.create`."""
+
+    jobs: Required[Sequence[Mapping[str, Any]]]
+    defaults: Mapping[str, Any] | None
+    metadata: Mapping[str, str] | None
+    idempotency_key: str | None
+
+
 def create_request(
     jobs: Sequence[Mapping[str, Any]],
-    defaults: Mapping[str, Any] | None,
-    metadata: Mapping[str, str] | None,
-    idempotency_key: str | None,
+    defaults: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, str] | None = None,
+    idempotency_key: str | None = None,
 ) -> Request:
     """`POST /v1/batches` (job bodies as for `POST /v1/jobs`, images as URLs or data URLs)."""
     body: dict[str, Any] = {"jobs": [dict(job) for job in jobs]}
@@ -54,18 +63,9 @@ class Batches:
     def __init__(self, transport: SyncTransport) -> None:
         self._t = transport
 
-    def create(
-        self,
-        *,
-        jobs: Sequence[Mapping[str, Any]],
-        defaults: Mapping[str, Any] | None = None,
-        metadata: Mapping[str, str] | None = None,
-        idempotency_key: str | None = None,
-    ) -> Batch:
+    def create(self, **args: Unpack[BatchCreateArgs]) -> Batch:
         """Submit the jobs; 422 `ValidationFailed` names fields like `jobs[17].prompt`."""
-        return parse_created(
-            self._t.send(create_request(jobs, defaults, metadata, idempotency_key))
-        )
+        return parse_created(self._t.send(create_request(**args)))
 
     def get(self, batch_id: str) -> Batch:
         """The batch with live counts."""
@@ -92,17 +92,9 @@ class AsyncBatches:
     def __init__(self, transport: AsyncTransport) -> None:
         self._t = transport
 
-    async def create(
-        self,
-        *,
-        jobs: Sequence[Mapping[str, Any]],
-        defaults: Mapping[str, Any] | None = None,
-        metadata: Mapping[str, str] | None = None,
-        idempotency_key: str | None = None,
-    ) -> Batch:
+    async def create(self, **args: Unpack[BatchCreateArgs]) -> Batch:
         """Submit the jobs (see `Batches.create`)."""
-        request = create_request(jobs, defaults, metadata, idempotency_key)
-        return parse_created(await self._t.send(request))
+        return parse_created(await self._t.send(create_request(**args)))
 
     async def get(self, batch_id: str) -> Batch:
         """The batch with live counts."""

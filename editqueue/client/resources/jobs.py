@@ -9,7 +9,7 @@ import mimetypes
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypedDict, TypeGuard, Unpack
+from typing import Any, Required, TypedDict, TypeGuard, Unpack
 
 import httpx
 
@@ -41,6 +41,16 @@ class JobFields(TypedDict, total=False):
     webhook_events: list[str]
     metadata: dict[str, str]
     deadline_seconds: int
+
+
+class JobCreateArgs(JobFields, total=False):
+    """The keyword arguments of `jobs.create`: model and prompt, images, request options."""
+
+    model: Required[str]
+    prompt: Required[str]
+    images: Sequence[ImageInput] | None
+    idempotency_key: str | None
+    wait: int | None
 
 
 def _is_file(image: ImageInput) -> TypeGuard[Path | bytes]:
@@ -93,6 +103,18 @@ def create_request(
     return Request("POST", "/v1/jobs", data=_form_fields(body), files=files, headers=headers)
 
 
+def request_of(args: JobCreateArgs) -> Request:
+    """The request of `jobs.create(**args)`: the named arguments apart, the rest job fields."""
+    missing = [name for name in ("model", "prompt") if name not in args]
+    if missing:
+        raise TypeError(f"create() missing required keyword arguments: {', '.join(missing)}")
+    fields: dict[str, Any] = dict(args)
+    model, prompt = fields.pop("model"), fields.pop("prompt")
+    images = fields.pop("images", None)
+    key, wait = fields.pop("idempotency_key", None), fields.pop("wait", None)
+    return create_request(model, prompt, images, key, wait, fields)
+
+
 class _JobsBase:
     @staticmethod
     def _outputs(job: Job, directory: str | Path, name: str | None) -> list[tuple[Output, Path]]:
@@ -118,23 +140,14 @@ class Jobs(_JobsBase):
     def __init__(self, transport: SyncTransport) -> None:
         self._t = transport
 
-    def create(
-        self,
-        *,
-        model: str,
-        prompt: str,
-        images: Sequence[ImageInput] | None = None,
-        idempotency_key: str | None = None,
-        wait: int | None = None,
-        **fields: Unpack[JobFields],
-    ) -> Job:
-        """Submit one job; `images` may mix URLs, data URLs, Paths and raw bytes.
+    def create(self, **args: Unpack[JobCreateArgs]) -> Job:
+        """Submit one job: `model=`, `prompt=`, and the optional `JobCreateArgs` fields.
 
-        An Idempotency-Key is generated unless given, so the SDK's retries never create
-        the job twice. `wait=N` holds the request up to N s (`Prefer: wait`).
+        `images` may mix URLs, data URLs, Paths and raw bytes. An Idempotency-Key is
+        generated unless given, so the SDK's retries never create the job twice. `wait=N`
+        holds the request up to N s (`Prefer: wait`).
         """
-        request = create_request(model, prompt, images, idempotency_key, wait, fields)
-        return Job.model_validate(self._t.send(request).json())
+        return Job.model_validate(self._t.send(request_of(args)).json())
 
     def get(self, job_id: str) -> Job:
         """One job, with fresh output links."""
@@ -211,19 +224,9 @@ class AsyncJobs(_JobsBase):
     def __init__(self, transport: AsyncTransport) -> None:
         self._t = transport
 
-    async def create(
-        self,
-        *,
-        model: str,
-        prompt: str,
-        images: Sequence[ImageInput] | None = None,
-        idempotency_key: str | None = None,
-        wait: int | None = None,
-        **fields: Unpack[JobFields],
-    ) -> Job:
+    async def create(self, **args: Unpack[JobCreateArgs]) -> Job:
         """Submit one job (see `Jobs.create`)."""
-        request = create_request(model, prompt, images, idempotency_key, wait, fields)
-        return Job.model_validate((await self._t.send(request)).json())
+        return Job.model_validate((await self._t.send(request_of(args))).json())
 
     async def get(self, job_id: str) -> Job:
         """One job, with fresh output links."""

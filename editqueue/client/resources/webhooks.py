@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from typing import Generic, TypeVar
 
 import standardwebhooks
 
@@ -29,17 +30,17 @@ def verify_with(secret: str, body: bytes | str, headers: Mapping[str, str]) -> E
     return Event.model_validate(json.loads(body))
 
 
-class _WebhooksBase:
-    def __init__(self, secret: str | None) -> None:
+T = TypeVar("T", SyncTransport, AsyncTransport)
+
+
+class _WebhooksBase(Generic[T]):
+    def __init__(self, transport: T, secret: str | None = None) -> None:
+        self._t: T = transport
         self._secret = secret or os.environ.get(SECRET_ENV)
 
 
-class Webhooks(_WebhooksBase):
+class Webhooks(_WebhooksBase[SyncTransport]):
     """Webhook signatures and the tenant's signing secret."""
-
-    def __init__(self, transport: SyncTransport, secret: str | None = None) -> None:
-        super().__init__(secret)
-        self._t = transport
 
     def verify(
         self, body: bytes | str, headers: Mapping[str, str], *, secret: str | None = None
@@ -63,16 +64,12 @@ class Webhooks(_WebhooksBase):
         return self._secret
 
 
-class AsyncWebhooks(_WebhooksBase):
+class AsyncWebhooks(_WebhooksBase[AsyncTransport]):
     """Webhook signatures and the tenant's signing secret (async).
 
     `verify` is synchronous (it does no I/O); without a secret known yet, `await
     client.webhooks.secret()` first, or pass `secret=`.
     """
-
-    def __init__(self, transport: AsyncTransport, secret: str | None = None) -> None:
-        super().__init__(secret)
-        self._t = transport
 
     def verify(
         self, body: bytes | str, headers: Mapping[str, str], *, secret: str | None = None
