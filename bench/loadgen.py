@@ -44,7 +44,7 @@ class LoadResult:
 
 def _connection_loop(load: Load, start: float, stop: float, counts: Counter[int]) -> None:
     parts = urlsplit(load.url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
     path = parts.path or "/"
     local: Counter[int] = Counter()
     while time.time() < stop:
@@ -62,7 +62,14 @@ def _connection_loop(load: Load, start: float, stop: float, counts: Counter[int]
     counts.update(local)
 
 
-def _process_main(load: Load, start: float, stop: float, results: multiprocessing.Queue) -> None:
+def _process_main(
+    load: Load,
+    ready: multiprocessing.Queue,
+    go: multiprocessing.Queue,
+    results: multiprocessing.Queue,
+) -> None:
+    ready.put(True)  # imports done: a spawned child re-imports the parent's __main__ first
+    start, stop = go.get()
     counts: Counter[int] = Counter()
     threads = [
         threading.Thread(target=_connection_loop, args=(load, start, stop, counts))
@@ -78,17 +85,22 @@ def _process_main(load: Load, start: float, stop: float, results: multiprocessin
 def run(load: Load) -> LoadResult:
     """Drive the load from `load.processes` fresh processes and add up what they saw."""
     context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    # Counting starts at a wall-clock instant shared by every process, after spawning and a
-    # warm-up (connections open, caches fill); requests before it are sent but not counted.
-    start = time.time() + 1.5 + load.warmup
-    stop = start + load.seconds
+    ready, go, results = context.Queue(), context.Queue(), context.Queue()
     workers = [
-        context.Process(target=_process_main, args=(load, start, stop, results))
+        context.Process(target=_process_main, args=(load, ready, go, results))
         for _ in range(load.processes)
     ]
     for worker in workers:
         worker.start()
+    # Counting starts at a wall-clock instant shared by every process, fixed only once all
+    # have imported (on a loaded machine that can take longer than the window itself), then
+    # a warm-up (connections open, caches fill); requests before it are sent but not counted.
+    for _ in workers:
+        ready.get(timeout=120)
+    start = time.time() + 0.5 + load.warmup
+    stop = start + load.seconds
+    for _ in workers:
+        go.put((start, stop))
     total: Counter[int] = Counter()
     for _ in workers:
         total.update(results.get(timeout=load.seconds + load.warmup + 120))
