@@ -88,9 +88,24 @@ class Job(Base):
         CheckConstraint(f"stage IS NULL OR {_in('stage', JOB_STAGES)}", name="stage"),
         UniqueConstraint("tenant_id", "idempotency_key", name="uq_jobs_tenant_idempotency"),
         Index("ix_jobs_tenant_created", "tenant_id", text("id DESC")),
-        Index("ix_jobs_tenant_status", "tenant_id", "status"),
-        Index("ix_jobs_batch", "batch_id", postgresql_where=text("batch_id IS NOT NULL")),
-        Index("ix_jobs_metadata", "metadata", postgresql_using="gin"),
+        # One (tenant, column, id DESC) index per list filter: a filtered page of
+        # GET /v1/jobs is an ordered range read (migration 0007, bench/RESULTS.md).
+        Index("ix_jobs_tenant_status_id", "tenant_id", "status", text("id DESC")),
+        Index("ix_jobs_tenant_model", "tenant_id", "model", text("id DESC")),
+        Index("ix_jobs_tenant_provider", "tenant_id", "provider", text("id DESC")),
+        Index(
+            "ix_jobs_batch_id",
+            "batch_id",
+            text("id DESC"),
+            postgresql_where=text("batch_id IS NOT NULL"),
+        ),
+        # Metadata containment within a tenant: GIN over {tenant_id: metadata}, so each
+        # entry is tenant → key → value (editqueue.jobs.states.TENANT_METADATA).
+        Index(
+            "ix_jobs_tenant_metadata",
+            text("jsonb_set('{}'::jsonb, ARRAY[tenant_id::text], metadata) jsonb_path_ops"),
+            postgresql_using="gin",
+        ),
         # The timer sweep and the reaper read only live rows.
         Index("ix_jobs_due", "next_poll_at", postgresql_where=text("status = 'running'")),
         Index(

@@ -30,6 +30,8 @@ SWEEP_JOBS = "editqueue.sweep_jobs"
 SWEEP_DELIVERIES = "editqueue.sweep_deliveries"
 RELAY_OUTBOX = "editqueue.relay_outbox"
 PRUNE_OUTBOX = "editqueue.prune_outbox"
+# Deletes history past each tenant's retention (editqueue.jobs.retention).
+PURGE_HISTORY = "editqueue.purge_history"
 REAP = "editqueue.reap"
 
 JOBS_QUEUE = "jobs"
@@ -51,6 +53,7 @@ QUEUES = {
     SWEEP_DELIVERIES: MAINTENANCE_QUEUE,
     RELAY_OUTBOX: MAINTENANCE_QUEUE,
     PRUNE_OUTBOX: MAINTENANCE_QUEUE,
+    PURGE_HISTORY: MAINTENANCE_QUEUE,
     REAP: MAINTENANCE_QUEUE,
 }
 
@@ -63,6 +66,8 @@ BEAT_SCHEDULE: tuple[tuple[str, str, float], ...] = (
     # Ends jobs at their deadline (it looks one run ahead, see worker.tasks.reap).
     ("reap", REAP, 1.0),
     ("prune-outbox", PRUNE_OUTBOX, 3600.0),
+    # Hourly is plenty for a limit counted in days; each run works in short batches.
+    ("purge-history", PURGE_HISTORY, 3600.0),
 )
 
 # Seconds an unacknowledged message stays invisible before Redis hands it out again

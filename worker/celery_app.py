@@ -16,7 +16,7 @@ def make_celery() -> Celery:
     app = Celery(
         "editqueue",
         broker=settings.redis_url,
-        include=["worker.tasks", "worker.webhook_tasks"],
+        include=["worker.tasks", "worker.webhook_tasks", "worker.retention_tasks"],
     )
     transport = {
         "visibility_timeout": BROKER_VISIBILITY_TIMEOUT,

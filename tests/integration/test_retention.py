@@ -1,0 +1,254 @@
+"""Retention on the real database: old ended jobs go with everything hanging off them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+from ulid import ULID
+
+from editqueue.ids import new_id
+from editqueue.infra.storage import MemoryStorage
+from editqueue.jobs.retention import Purged, run_retention
+from editqueue.models import Batch, Delivery, DeliveryAttempt, Job, JobEvent, Tenant, TenantEvent
+from editqueue.tenants import create_tenant
+
+NOW = dt.datetime.now(dt.UTC)
+OLD = NOW - dt.timedelta(days=40)
+RECENT = NOW - dt.timedelta(days=2)
+
+
+def _id(prefix: str, moment: dt.datetime) -> str:
+    """An id minted at `moment`, as the API would have minted it then."""
+    return f"{prefix}_{ULID.from_timestamp(moment.timestamp())}"
+
+
+@dataclass
+class World:
+    """The database session factory and the storage the jobs' objects live in."""
+
+    sessions: sessionmaker[Session]
+    storage: MemoryStorage
+
+    def tenant(self, retention_days: int | None) -> str:
+        with self.sessions() as session, session.begin():
+            tenant = create_tenant(session, new_id("retention"))
+            tenant.retention_days = retention_days
+            return tenant.id
+
+    def job(
+        self,
+        tenant_id: str,
+        created: dt.datetime,
+        status: str = "succeeded",
+        *,
+        delivery_state: str | None = None,
+        batch_id: str | None = None,
+    ) -> str:
+        """A job with an uploaded input, an output, two events and optionally a delivery."""
+        job_id = _id("job", created)
+        keys = [f"{tenant_id}/{job_id}/in/0.png", f"{tenant_id}/{job_id}/out/0.png"]
+        for key in keys:
+            self.storage.put(key, b"png", "image/png")
+        with self.sessions() as session, session.begin():
+            session.add(
+                Job(
+                    id=job_id,
+                    tenant_id=tenant_id,
+                    batch_id=batch_id,
+                    status=status,
+                    model="seededit-3.0",
+                    prompt="p",
+                    inputs=[{"source": "upload", "key": keys[0]}],
+                    outputs=[{"index": 0, "key": keys[1]}],
+                    deadline_at=created + dt.timedelta(minutes=10),
+                    created_at=created,
+                )
+            )
+            session.flush()
+            for kind in ("job.created", f"job.{status}"):
+                session.add(
+                    JobEvent(id=_id("evt", created), job_id=job_id, tenant_id=tenant_id, type=kind)
+                )
+            if delivery_state:
+                delivery_id = new_id("dlv")
+                session.add(
+                    Delivery(
+                        id=delivery_id,
+                        tenant_id=tenant_id,
+                        job_id=job_id,
+                        event_id=new_id("evt"),
+                        event_type=f"job.{status}",
+                        url="https://hooks.example.com/x",
+                        payload="{}",
+                        state=delivery_state,
+                    )
+                )
+                session.flush()
+                session.add(DeliveryAttempt(delivery_id=delivery_id, attempt=1, status_code=500))
+        return job_id
+
+    def batch(self, tenant_id: str, created: dt.datetime) -> str:
+        batch_id = _id("bat", created)
+        with self.sessions() as session, session.begin():
+            session.add(Batch(id=batch_id, tenant_id=tenant_id, total=1, created_at=created))
+        return batch_id
+
+    def jobs_of(self, tenant_id: str) -> set[str]:
+        with self.sessions() as session:
+            return set(session.scalars(select(Job.id).where(Job.tenant_id == tenant_id)))
+
+    def count(self, model: type, **where: str) -> int:
+        with self.sessions() as session:
+            query = select(func.count()).select_from(model)
+            for name, value in where.items():
+                query = query.where(getattr(model, name) == value)
+            return session.scalar(query) or 0
+
+    def has_objects(self, tenant_id: str, job_id: str) -> bool:
+        prefix = f"{tenant_id}/{job_id}/"
+        return any(key.startswith(prefix) for key in self.storage.objects)
+
+
+@pytest.fixture
+def world(sessions: sessionmaker[Session]) -> Iterator[World]:
+    yield World(sessions, MemoryStorage())
+    # Leave no tenant with a retention behind for other tests' runs.
+    with sessions() as session, session.begin():
+        for tenant in session.scalars(select(Tenant).where(Tenant.name.like("retention_%"))):
+            session.delete(tenant)
+
+
+def _run(world: World, **kwargs: Any) -> Purged:
+    return run_retention(world.sessions, world.storage, now=NOW, **kwargs)
+
+
+def test_old_ended_jobs_go_with_their_events_deliveries_and_objects(world: World) -> None:
+    tenant = world.tenant(retention_days=30)
+    gone = [
+        world.job(tenant, OLD, "succeeded", delivery_state="succeeded"),
+        world.job(tenant, OLD, "failed", delivery_state="failed"),
+        world.job(tenant, OLD, "canceled"),
+    ]
+    live = world.job(tenant, OLD, "running")
+    recent = world.job(tenant, RECENT, "succeeded")
+
+    purged = _run(world, default_days=None)
+
+    assert world.jobs_of(tenant) == {live, recent}
+    assert purged.jobs == 3
+    assert purged.objects == 6
+    for job_id in gone:
+        assert world.count(JobEvent, job_id=job_id) == 0
+        assert world.count(Delivery, job_id=job_id) == 0
+        assert not world.has_objects(tenant, job_id)
+    # Delivery attempts go by cascade with their deliveries: none is left without one.
+    with world.sessions() as session:
+        orphans = session.scalar(
+            select(func.count())
+            .select_from(DeliveryAttempt)
+            .outerjoin(Delivery, Delivery.id == DeliveryAttempt.delivery_id)
+            .where(Delivery.id.is_(None))
+        )
+    assert orphans == 0
+    for job_id in (live, recent):
+        assert world.count(JobEvent, job_id=job_id) == 2
+        assert world.has_objects(tenant, job_id)
+
+
+def test_other_tenants_and_the_default_keep_forever(world: World) -> None:
+    limited = world.tenant(retention_days=30)
+    forever = world.tenant(retention_days=None)
+    mine = world.job(limited, OLD)
+    theirs = world.job(forever, OLD)
+
+    _run(world, default_days=None)
+
+    assert world.jobs_of(limited) == set()
+    assert world.jobs_of(forever) == {theirs}
+    assert world.has_objects(forever, theirs)
+    assert not world.has_objects(limited, mine)
+
+
+def test_the_deployment_default_applies_where_the_tenant_sets_none(world: World) -> None:
+    defaulted = world.tenant(retention_days=None)
+    longer = world.tenant(retention_days=60)
+    world.job(defaulted, OLD)
+    kept = world.job(longer, OLD)  # 40 days old: inside its own 60
+
+    _run(world, default_days=10)
+
+    assert world.jobs_of(defaulted) == set()
+    assert world.jobs_of(longer) == {kept}
+
+
+def test_deletes_in_batches_of_the_given_size(world: World) -> None:
+    tenant = world.tenant(retention_days=30)
+    for offset in range(7):
+        world.job(tenant, OLD - dt.timedelta(minutes=offset))
+
+    purged = _run(world, default_days=None, batch_size=3)
+
+    assert purged.job_batches == [3, 3, 1]
+    assert world.jobs_of(tenant) == set()
+
+
+def test_a_job_with_a_pending_delivery_waits_for_it(world: World) -> None:
+    tenant = world.tenant(retention_days=30)
+    pending = world.job(tenant, OLD, delivery_state="pending")
+
+    _run(world, default_days=None)
+
+    assert world.jobs_of(tenant) == {pending}
+    assert world.has_objects(tenant, pending)
+
+
+def test_a_storage_failure_keeps_the_row_until_storage_answers(world: World) -> None:
+    tenant = world.tenant(retention_days=30)
+    job_id = world.job(tenant, OLD)
+    world.storage.fail("delete")
+
+    purged = _run(world, default_days=None)
+
+    assert purged.kept_for_storage == 1
+    assert world.jobs_of(tenant) == {job_id}
+    world.storage.fail("delete", times=0)
+    _run(world, default_days=None)
+    assert world.jobs_of(tenant) == set()
+    assert not world.has_objects(tenant, job_id)
+
+
+def test_a_dry_run_counts_and_deletes_nothing(world: World) -> None:
+    tenant = world.tenant(retention_days=30)
+    job_id = world.job(tenant, OLD)
+
+    purged = _run(world, default_days=None, dry_run=True)
+
+    assert (purged.jobs, purged.objects) == (1, 2)
+    assert world.jobs_of(tenant) == {job_id}
+    assert world.has_objects(tenant, job_id)
+
+
+def test_old_batches_go_once_their_jobs_are_gone(world: World) -> None:
+    tenant = world.tenant(retention_days=30)
+    emptied = world.batch(tenant, OLD)
+    world.job(tenant, OLD, batch_id=emptied)
+    still_used = world.batch(tenant, OLD)
+    world.job(tenant, OLD, "running", batch_id=still_used)
+    with world.sessions() as session, session.begin():
+        session.add(
+            TenantEvent(id=_id("evt", OLD), tenant_id=tenant, type="batch.completed", at=OLD)
+        )
+        session.add(TenantEvent(id=new_id("evt"), tenant_id=tenant, type="batch.completed"))
+
+    purged = _run(world, default_days=None)
+
+    assert purged.batches == 1
+    assert world.count(Batch, tenant_id=tenant) == 1
+    assert world.count(Batch, id=still_used) == 1
+    assert world.count(TenantEvent, tenant_id=tenant) == 1
