@@ -5,14 +5,16 @@ plain 404, so the API does not reveal that an operator surface exists. Requests 
 operator key (`Authorization: Bearer <admin key>`), compared in constant time; tenant keys
 never open these routes (api/auth.py leaves /v1/admin to this module).
 
-Every change to a key or a tenant's rate bumps the key generation counter after the commit
-(editqueue/infra/key_generation.py), so a revoked key fails at once on every API process.
+Every change to a key or a tenant's rate or budget bumps the key generation counter after the
+commit (editqueue/infra/key_generation.py), so a revoked key fails and a new budget applies at
+once on every API process.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hmac
+from decimal import Decimal
 from typing import Annotated, Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -50,6 +52,45 @@ MaxRunning = Annotated[
 ]
 
 
+MonthlyBudget = Annotated[
+    Decimal | None,
+    Field(
+        ge=0,
+        max_digits=18,
+        decimal_places=6,
+        description="Spend allowed per calendar month (UTC), in EDITQUEUE_CURRENCY, as a "
+        "decimal string or number; null = no budget. A job whose estimate would take the "
+        "month past it is refused (402 budget_exceeded).",
+        examples=["250.00"],
+    ),
+]
+AlertRatio = Annotated[
+    Decimal | None,
+    Field(
+        gt=0,
+        le=1,
+        decimal_places=4,
+        description="Share of the budget at which `tenant.budget_threshold` fires (once a "
+        "month); null = 0.8.",
+        examples=["0.8"],
+    ),
+]
+RetentionDays = Annotated[
+    int | None,
+    Field(
+        ge=1,
+        le=36_500,
+        description="Days the tenant's ended jobs are kept; null = the deployment default "
+        "(EDITQUEUE_RETENTION_DAYS).",
+    ),
+]
+
+
+def _operation(summary: str, **kwargs: Any) -> Any:
+    """`operation` for the admin routes: their tag and the operator key's scheme."""
+    return operation(summary, tags=TAGS, security_scheme=SCHEME, **kwargs)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -61,6 +102,9 @@ class AdminTenant(BaseModel):
     name: str
     max_running_jobs: int | None
     rate_limit: int | None
+    monthly_budget: str | None = Field(description="Decimal string; null = no budget")
+    budget_alert_ratio: str | None = Field(description="Decimal string; null = 0.8")
+    retention_days: int | None
     created_at: str
 
 
@@ -76,6 +120,9 @@ class AdminTenantCreate(_Strict):
     name: Annotated[str, Field(min_length=1, max_length=100)]
     max_running_jobs: MaxRunning = None
     rate_limit: RateLimit = None
+    monthly_budget: MonthlyBudget = None
+    budget_alert_ratio: AlertRatio = None
+    retention_days: RetentionDays = None
 
 
 class AdminTenantUpdate(_Strict):
@@ -83,6 +130,18 @@ class AdminTenantUpdate(_Strict):
 
     max_running_jobs: MaxRunning = None
     rate_limit: RateLimit = None
+    monthly_budget: MonthlyBudget = None
+    budget_alert_ratio: AlertRatio = None
+    retention_days: RetentionDays = None
+
+
+_TENANT_FIELDS = (
+    "max_running_jobs",
+    "rate_limit",
+    "monthly_budget",
+    "budget_alert_ratio",
+    "retention_days",
+)
 
 
 class AdminApiKey(BaseModel):
@@ -182,10 +241,8 @@ def _created(body: dict[str, Any]) -> Response:
 
 
 @bp.get("/tenants")
-@operation(
+@_operation(
     "List tenants",
-    tags=TAGS,
-    security_scheme=SCHEME,
     responses={200: AdminTenantList},
 )
 def list_tenants() -> Response:
@@ -194,10 +251,8 @@ def list_tenants() -> Response:
 
 
 @bp.post("/tenants")
-@operation(
+@_operation(
     "Create a tenant",
-    tags=TAGS,
-    security_scheme=SCHEME,
     body=AdminTenantCreate,
     responses={201: AdminTenant, 409: None, 422: None},
 )
@@ -206,18 +261,14 @@ def create_tenant() -> Response:
     spec: AdminTenantCreate = _body(AdminTenantCreate)
     session = db()
     row = tenants.create_tenant(session, spec.name)
-    tenants.update_tenant(
-        session, row, max_running_jobs=spec.max_running_jobs, rate_limit=spec.rate_limit
-    )
+    tenants.update_tenant(session, row, **{f: getattr(spec, f) for f in _TENANT_FIELDS})
     session.commit()
     return _created(_tenant(row))
 
 
 @bp.get("/tenants/<tenant_id>")
-@operation(
+@_operation(
     "Show a tenant",
-    tags=TAGS,
-    security_scheme=SCHEME,
     responses={200: AdminTenant, 404: None},
 )
 def show_tenant(tenant_id: str) -> Response:
@@ -226,25 +277,19 @@ def show_tenant(tenant_id: str) -> Response:
 
 
 @bp.patch("/tenants/<tenant_id>")
-@operation(
-    "Change a tenant's quotas",
-    tags=TAGS,
-    security_scheme=SCHEME,
+@_operation(
+    "Change a tenant's quotas and budget",
     body=AdminTenantUpdate,
     responses={200: AdminTenant, 404: None, 422: None},
 )
 def update_tenant(tenant_id: str) -> Response:
-    """Fields sent change (null restores the default); a new rate applies at once."""
+    """Fields sent change (null restores the default); a new rate or budget applies at once."""
     spec: AdminTenantUpdate = _body(AdminTenantUpdate)
     sent = spec.model_fields_set
     session = db()
     row = tenants.get_tenant(session, tenant_id, for_update=True)
-    tenants.update_tenant(
-        session,
-        row,
-        max_running_jobs=spec.max_running_jobs if "max_running_jobs" in sent else tenants.UNCHANGED,
-        rate_limit=spec.rate_limit if "rate_limit" in sent else tenants.UNCHANGED,
-    )
+    changes = {f: getattr(spec, f) for f in _TENANT_FIELDS if f in sent}
+    tenants.update_tenant(session, row, **changes)
     _commit_key_change()
     return jsonify(_tenant(row))
 
@@ -253,10 +298,8 @@ def update_tenant(tenant_id: str) -> Response:
 
 
 @bp.get("/tenants/<tenant_id>/keys")
-@operation(
+@_operation(
     "List a tenant's API keys",
-    tags=TAGS,
-    security_scheme=SCHEME,
     responses={200: AdminApiKeyList, 404: None},
 )
 def list_keys(tenant_id: str) -> Response:
@@ -267,10 +310,8 @@ def list_keys(tenant_id: str) -> Response:
 
 
 @bp.post("/tenants/<tenant_id>/keys")
-@operation(
+@_operation(
     "Create an API key",
-    tags=TAGS,
-    security_scheme=SCHEME,
     body=AdminApiKeyCreate,
     responses={201: AdminApiKeyCreated, 404: None, 422: None},
 )
@@ -286,10 +327,8 @@ def create_key(tenant_id: str) -> Response:
 
 
 @bp.post("/keys/<key_id>/revoke")
-@operation(
+@_operation(
     "Revoke an API key",
-    tags=TAGS,
-    security_scheme=SCHEME,
     responses={200: AdminApiKey, 404: None},
 )
 def revoke_key(key_id: str) -> Response:
@@ -300,10 +339,8 @@ def revoke_key(key_id: str) -> Response:
 
 
 @bp.post("/keys/<key_id>/rotate")
-@operation(
+@_operation(
     "Rotate an API key",
-    tags=TAGS,
-    security_scheme=SCHEME,
     responses={201: AdminApiKeyRotated, 404: None, 409: None},
 )
 def rotate_key(key_id: str) -> Response:

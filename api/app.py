@@ -24,6 +24,7 @@ from api import (
     ops,
     rate_limit,
     state,
+    usage,
     webhook_endpoints,
     webhook_secret,
 )
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         files.bp,
         ops.bp,
         metrics.bp,
+        usage.bp,
     ):
         app.register_blueprint(blueprint)
     console.register(app, settings)  # HTML pages at /console, outside the OpenAPI document

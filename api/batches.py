@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from pydantic import ValidationError
 
+from api import budgets
 from api.auth import current_tenant_id
 from api.bodies import idempotency_key, json_object
 from api.errors import ApiProblem, validation_errors
@@ -69,7 +70,7 @@ def _validate(body: dict[str, Any]) -> tuple[BatchCreate, list[JobCreate]]:
         200: "Replay of the batch first created with this Idempotency-Key",
         202: "Every job queued",
     },
-    responses={200: Batch, 202: Batch, 400: None, 413: None, 415: None, 422: None},
+    responses={200: Batch, 202: Batch, 400: None, 402: None, 413: None, 415: None, 422: None},
 )
 def create() -> tuple[Response, int, dict[str, str]]:
     """Create up to 1,000 jobs at once; all of them are queued, or none is.
@@ -77,7 +78,9 @@ def create() -> tuple[Response, int, dict[str, str]]:
     Each item is a `POST /v1/jobs` body; `defaults` fill the fields an item lacks. Any
     invalid item fails the whole request with a 422 naming `jobs[i].field`. The answer is
     the Batch (202, `Location`); each job gets its own webhooks and `batch.completed` fires
-    when the last one ends. `Idempotency-Key` replays as for jobs.
+    when the last one ends. `Idempotency-Key` replays as for jobs. Under a monthly budget
+    the batch reserves the sum of its jobs' estimates at once: 402 `budget_exceeded` (with
+    the amount `left`) when it does not fit, and no job of it is created.
     """
     tenant_id = current_tenant_id()
     svc = services()
@@ -99,6 +102,8 @@ def create() -> tuple[Response, int, dict[str, str]]:
         storage=svc.storage,
         inline=InlineImages(run_blocking),
     )
+    limit = budgets.tenant_budget()
+    amount = budgets.estimate_jobs(new_jobs) if limit is not None else None
     created = batches.insert_batch(
         session,
         tenant_id,
@@ -107,9 +112,16 @@ def create() -> tuple[Response, int, dict[str, str]]:
         idempotency_key=key,
         request_hash=request_hash,
     )
+    outbox_ids: list[int] = []
+    if limit is not None and not created.replayed:
+        # One reservation for the whole batch: it fits, or no job of it is created.
+        outbox_ids = budgets.admit(
+            session, tenant_id, new_jobs, amount, limit, when=created.batch.created_at
+        )
     session.commit()
     if created.replayed:
         return _replayed(created.batch)
+    outbox.publish_committed(session, svc.publisher, outbox_ids)
     svc.ring_dispatcher()
     # Just inserted: every job is queued, so the counts need no query.
     counts = batches.all_queued_counts(len(created.job_ids))

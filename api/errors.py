@@ -65,9 +65,11 @@ def problem(
     detail: str,
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
+    extensions: dict[str, Any] | None = None,
 ) -> Response:
-    """A problem+json response."""
+    """A problem+json response (``extensions``: extra members, RFC 9457 §3.2)."""
     body = {
+        **(extensions or {}),
         "type": PROBLEM_TYPE + code,
         "title": title,
         "status": status,
@@ -129,7 +131,9 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(EditqueueError)
     def _domain(exc: EditqueueError) -> Response:
-        return problem(exc.status, exc.code, exc.title, exc.detail, exc.errors)
+        return problem(
+            exc.status, exc.code, exc.title, exc.detail, exc.errors, extensions=exc.extensions
+        )
 
     @app.errorhandler(ValidationError)
     def _validation(exc: ValidationError) -> Response:

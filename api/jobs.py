@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.orm import Session
 
-from api import schemas_http, streaming
+from api import budgets, schemas_http, streaming
 from api.auth import current_tenant_id
 from api.bodies import idempotency_key, json_field, json_object
 from api.errors import ApiProblem
@@ -149,7 +149,15 @@ def _older_hash(body: dict[str, Any], uploads: list[Upload], raw: bytes | None) 
         200: "The job ended within `Prefer: wait`, or this replays an Idempotency-Key",
         202: "Queued (or still running when `Prefer: wait` ran out)",
     },
-    responses={200: schemas.Job, 202: schemas.Job, 400: None, 413: None, 415: None, 422: None},
+    responses={
+        200: schemas.Job,
+        202: schemas.Job,
+        400: None,
+        402: None,
+        413: None,
+        415: None,
+        422: None,
+    },
 )
 def create() -> tuple[Response, int, dict[str, str]]:
     """Validate the body, store the input images and queue the job for a vendor.
@@ -160,6 +168,9 @@ def create() -> tuple[Response, int, dict[str, str]]:
     200 with the final Job, else 202. With an `Idempotency-Key`, the same key and body
     answer the original job (200, `Idempotent-Replayed: true`); the same key with another
     body is a 422 `idempotency_key_reused`. Limits per model come from `GET /v1/models`.
+    When the tenant has a monthly budget and the job's estimate (the dearest known price on
+    its route × its outputs) would take the month past it: 402 `budget_exceeded` with the
+    amount `left`, and no job is created.
     """
     tenant_id = current_tenant_id()
     svc = services()
@@ -169,8 +180,10 @@ def create() -> tuple[Response, int, dict[str, str]]:
     # Serializing and hashing megabytes of data URLs takes a while: off the event loop.
     size = request.content_length or 0
     request_hash = run_sized(size, idempotency.request_hash, body, *(u.data for u in uploads))
-    # insert_job writes the job and its first event in one statement.
-    session = db_autocommit()
+    # insert_job writes the job and its first event in one statement; a tenant with a budget
+    # also reserves the job's estimate, in the same transaction.
+    limit = budgets.tenant_budget()
+    session = db_autocommit() if limit is None else db()
     earlier = _earlier_job(
         session, tenant_id, key, request_hash, lambda: _older_hash(body, uploads, raw)
     )
@@ -186,12 +199,19 @@ def create() -> tuple[Response, int, dict[str, str]]:
         storage=svc.storage,
         inline=InlineImages(run_blocking),
     )
+    amount = budgets.estimate_jobs([new]) if limit is not None else None
     created = jobs.insert_job(
         session, tenant_id, new, idempotency_key=key, request_hash=request_hash
     )
+    outbox_ids: list[int] = []
+    if limit is not None and not created.replayed:  # a replay reserved when it was created
+        outbox_ids = budgets.admit(
+            session, tenant_id, [new], amount, limit, when=created.job.created_at
+        )
     session.commit()
     if created.replayed:
         return _replayed(created.job)
+    outbox.publish_committed(session, svc.publisher, outbox_ids)
     svc.ring_dispatcher()
     if wait is None:
         return jsonify(job_json(created.job)), 202, _location(created.job)

@@ -129,7 +129,9 @@ _STATUS_TEXT = {
 _PROBLEM_TEXT = {
     400: "Malformed request",
     401: "Missing or invalid API key",
-    402: "Payment required",
+    402: "Payment required: the tenant's monthly budget does not cover this request's "
+    "estimate. `budget_exceeded` adds `budget`, `spent`, `reserved`, `left`, `estimate` "
+    "(decimal strings) and `currency`; nothing was created",
     403: "Forbidden",
     404: "Not found",
     409: "Conflict with the resource's current state",
@@ -200,6 +202,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
         schemas.Job,
         schemas.Batch,
         schemas.WebhookEndpoint,
+        schemas.BudgetThreshold,
     }
     codes = _problem_codes()
     extra_schemas: dict[str, Any] = {}
@@ -237,6 +240,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
             {"name": "batches", "description": "Many jobs sent as one request."},
             {"name": "webhooks", "description": "Webhook endpoints, secrets and deliveries."},
             {"name": "models", "description": "The model catalog and its limits."},
+            {"name": "usage", "description": "Jobs, images and cost over time."},
             {"name": "callbacks", "description": "Vendor callbacks (not for clients)."},
             {"name": "operations", "description": "Health, readiness, metrics, this document."},
         ],
@@ -401,6 +405,9 @@ _EVENT_TEXT = {
     "batch.completed": "The last job of a batch ended; `data` is the Batch with final counts.",
     "webhook_endpoint.disabled": "An endpoint was disabled after failing for too long; "
     "`data` is the endpoint (without its secret).",
+    "tenant.budget_threshold": "This month's spend (ended jobs' costs plus live jobs' "
+    "reservations) reached the tenant's budget × alert ratio; fires once per calendar month "
+    "(UTC). `data` is the BudgetThreshold.",
 }
 
 _WEBHOOK_HEADERS = [
@@ -434,6 +441,8 @@ def _event_model(event_type: str) -> str:
         return schemas.Job.__name__
     if event_type.startswith("batch."):
         return schemas.Batch.__name__
+    if event_type == "tenant.budget_threshold":
+        return schemas.BudgetThreshold.__name__
     return schemas.WebhookEndpoint.__name__
 
 

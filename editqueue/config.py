@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticUseDefault
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -76,8 +76,12 @@ class Settings(BaseSettings):
     kie_max_concurrent: int | None = Field(default=None, ge=1)
     vtrix_rps: int | None = Field(default=None, ge=1)
     vtrix_max_concurrent: int | None = Field(default=None, ge=1)
-    # Route order per model, e.g. "seededit-3.0=vtrix,ark;seedream-4.0-edit=kie,ark".
+    # Route order per model, e.g. "seededit-3.0=vtrix,ark;seedream-4.0-edit=kie,ark"; with
+    # weights ("seededit-3.0=vtrix:80,ark:20") the model is split by them (`weighted`).
     routes: Annotated[dict[str, tuple[str, ...]], NoDecode] = Field(default_factory=dict)
+    # The weights of EDITQUEUE_ROUTES, per model and vendor (filled from it, see
+    # _split_route_weights; models routed without weights are absent).
+    route_weights: Annotated[dict[str, dict[str, int]], NoDecode] = Field(default_factory=dict)
     # Routing strategy per model, e.g. "seededit-3.0=cheapest;seedream-4.0-edit=fastest"
     # (editqueue.jobs.routing); a job's own `routing` field wins.
     routing: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
@@ -102,6 +106,9 @@ class Settings(BaseSettings):
     default_deadline_seconds: int = Field(default=900, ge=10, le=86_400)
     provider_timeout: float = Field(default=120.0, gt=0)
     lease_seconds: float = Field(default=20.0, gt=0)
+    # A step holding its job longer than this loses it to another worker
+    # (editqueue/jobs/heartbeat.py): the per-task time limit of the threads pool.
+    step_time_limit: float = Field(default=600.0, gt=0)
     redispatch_after: float = Field(default=300.0, gt=0)
     poll_scale: float = Field(default=1.0, gt=0)  # multiplies the poll back-off (tests shrink it)
     # The retry budget: vendor attempts per job in all, spent along the route (README, "Retries");
@@ -188,22 +195,32 @@ class Settings(BaseSettings):
                 raise ValueError(f"{origin!r}: an origin has no path")
         return origins
 
+    @model_validator(mode="before")
+    @classmethod
+    def _split_route_weights(cls, data: Any) -> Any:
+        # One variable carries order and weights; `routes` stays a plain order for its readers.
+        if isinstance(data, dict) and isinstance(data.get("routes"), str):
+            try:
+                parsed = _parse_route_spec(data["routes"])
+            except ValueError:
+                return data  # the field's own validator reports it, under its name
+            data = {
+                **data,
+                "routes": {m: tuple(v) for m, v in parsed.items()},
+                "route_weights": {
+                    m: {p: w for p, w in v.items() if w is not None}
+                    for m, v in parsed.items()
+                    if any(w is not None for w in v.values())
+                },
+            }
+        return data
+
     @field_validator("routes", mode="before")
     @classmethod
     def _parse_routes(cls, value: Any) -> Any:
         if not isinstance(value, str):
             return value
-        routes: dict[str, tuple[str, ...]] = {}
-        for part in filter(None, (p.strip() for p in value.split(";"))):
-            model, sep, providers = part.partition("=")
-            names = tuple(p.strip() for p in providers.split(",") if p.strip())
-            unknown = [p for p in names if p not in PROVIDERS]
-            if not sep or not model.strip() or not names or unknown:
-                raise ValueError(
-                    "expected MODEL=provider,provider;… with providers from " + ", ".join(PROVIDERS)
-                )
-            routes[model.strip()] = names
-        return routes
+        return {m: tuple(v) for m, v in _parse_route_spec(value).items()}
 
     @field_validator("routing", mode="before")
     @classmethod
@@ -331,6 +348,34 @@ class Settings(BaseSettings):
         return [p for p in PROVIDERS if self.provider_api_key(p)]
 
 
+def _parse_route_spec(value: str) -> dict[str, dict[str, int | None]]:
+    """EDITQUEUE_ROUTES: MODEL=vendor[:weight],…;… → model → vendor → weight (None: no weight)."""
+    usage = (
+        "expected MODEL=provider,provider;… or MODEL=provider:weight,provider:weight;… with "
+        "providers from " + ", ".join(PROVIDERS)
+    )
+    routes: dict[str, dict[str, int | None]] = {}
+    for part in filter(None, (p.strip() for p in value.split(";"))):
+        model, sep, providers = part.partition("=")
+        entries: dict[str, int | None] = {}
+        for item in filter(None, (p.strip() for p in providers.split(","))):
+            name, colon, weight = (x.strip() for x in item.partition(":"))
+            if name not in PROVIDERS or name in entries:
+                raise ValueError(usage)
+            if colon and not weight.isdigit():
+                raise ValueError(f"{model.strip()}: weight of {name} must be a whole number ≥ 0")
+            entries[name] = int(weight) if colon else None
+        if not sep or not model.strip() or not entries:
+            raise ValueError(usage)
+        weights = [w for w in entries.values() if w is not None]
+        if weights and len(weights) != len(entries):
+            raise ValueError(f"{model.strip()}: give every provider a weight, or none")
+        if weights and not any(weights):
+            raise ValueError(f"{model.strip()}: at least one weight must be above 0")
+        routes[model.strip()] = entries
+    return routes
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read and validate the environment; raise ConfigError with one line per bad value."""
     try:
@@ -348,6 +393,13 @@ def load_settings(**overrides: Any) -> Settings:
         problem = _production_secret_problem(settings.secret_key.get_secret_value())
         if problem:
             raise ConfigError(f"invalid configuration:\n  EDITQUEUE_SECRET_KEY: {problem}")
+    if settings.prices:
+        # The price table's content (a file or inline JSON) is checked here so a bad one
+        # stops the process at start, like any other bad value; imported late because
+        # editqueue.spend itself imports this module.
+        from editqueue.spend.prices import check_prices
+
+        check_prices(settings)
     return settings
 
 

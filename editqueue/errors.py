@@ -16,6 +16,9 @@ class EditqueueError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.errors = errors or []
+        # Extra members of the problem+json body (RFC 9457 extensions), e.g. a budget's
+        # amounts; never overrides the standard members.
+        self.extensions: dict[str, Any] = {}
 
 
 class InvalidRequest(EditqueueError):

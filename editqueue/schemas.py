@@ -9,12 +9,15 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic.json_schema import WithJsonSchema
 
 from editqueue.webhooks.signing import DEFAULT_JOB_EVENTS
 
 ProviderName = Literal["ark", "cometapi", "acedata", "kie", "vtrix", "sandbox"]
 JobEventType = Literal["job.started", "job.succeeded", "job.failed", "job.canceled"]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
+# config.ROUTING_STRATEGIES (tests/unit/test_routing_strategies.py keeps the two equal).
+RoutingStrategy = Literal["ordered", "cheapest", "fastest", "least_busy", "weighted"]
 # `metadata` follows one rule on a job and on a batch's defaults alike.
 JobMetadata = Annotated[
     dict[
@@ -111,6 +114,15 @@ class JobCreate(_Strict):
     provider: Annotated[
         ProviderName | None,
         Field(description="Pin the job to one vendor instead of the model's route."),
+    ] = None
+    routing: Annotated[
+        RoutingStrategy | None,
+        Field(
+            description="How the job's vendor is picked among its route: ordered (route "
+            "order), cheapest (price table), fastest (measured p50 latency), least_busy (most "
+            "free vendor slots) or weighted (EDITQUEUE_ROUTES weights); default: the model's "
+            "configured strategy (EDITQUEUE_ROUTING). Failover works the same under each."
+        ),
     ] = None
     provider_options: Annotated[
         dict[str, Any] | None,
@@ -222,6 +234,50 @@ class JobError(BaseModel):
     ] = False
 
 
+# A Job's usage.cost (editqueue.spend.cost); usage stays an open object (vendors' own fields
+# pass through), typed in the OpenAPI document only so clients keep reading it as a dict.
+COST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "What the job cost, summed over every attempt the vendor billed.",
+    "required": ["amount", "currency", "source"],
+    "properties": {
+        "amount": {
+            "type": "string",
+            "pattern": "^[0-9]+\\.[0-9]{6}$",
+            "description": "Decimal string with 6 places, e.g. `0.030000`.",
+        },
+        "currency": {"type": "string", "description": "ISO 4217 code (EDITQUEUE_CURRENCY)."},
+        "source": {
+            "type": "string",
+            "enum": ["reported", "estimated", "mixed"],
+            "description": "`reported`: the vendor's own figure (Vtrix `usage.cost`, KIE "
+            "credits × EDITQUEUE_KIE_CREDIT_PRICE); `estimated`: the price table "
+            "(EDITQUEUE_PRICES); `mixed`: some of each.",
+        },
+    },
+}
+JobUsage = Annotated[
+    dict[str, Any],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "additionalProperties": True,
+            "properties": {
+                "cost": COST_SCHEMA,
+                "images": {"type": "integer", "description": "Output images stored."},
+                "provider_task_id": {"type": "string", "description": "The vendor's task id."},
+                "attempts": {
+                    "type": "array",
+                    "items": {"type": "object", "additionalProperties": True},
+                    "description": "One entry per vendor attempt (provider, attempt, outcome, "
+                    "at, and `cost` when that attempt was billed).",
+                },
+            },
+        }
+    ),
+]
+
+
 class Job(BaseModel):
     """The Job object."""
 
@@ -236,6 +292,13 @@ class Job(BaseModel):
     ]
     model: Annotated[str, Field(description="Canonical catalog model id.")]
     provider: Annotated[str | None, Field(description="Vendor serving the job; null until routed.")]
+    routing: Annotated[
+        RoutingStrategy | None,
+        Field(
+            description="The routing strategy the job asked for; null: its model's configured "
+            "one. What was used, and why that vendor, is in `usage.routing`."
+        ),
+    ] = None
     prompt: Annotated[str, Field(description="The edit instruction as sent.")]
     params: Annotated[
         dict[str, Any],
@@ -262,9 +325,10 @@ class Job(BaseModel):
     webhook_url: Annotated[str | None, Field(description="Per-job webhook target, or null.")]
     webhook_events: Annotated[list[str], Field(description="Events sent to `webhook_url`.")]
     usage: Annotated[
-        dict[str, Any] | None,
+        JobUsage | None,
         Field(
-            description="Billing usage, e.g. `cost` {amount, currency, source}; null when unknown."
+            description="Billing usage, e.g. `cost` {amount, currency, source}; null when unknown. "
+            "`routing` {strategy, provider, reason, at} says why the vendor was chosen."
         ),
     ]
     created_at: Annotated[str, Field(description="RFC 3339 time (UTC) of creation.")]
@@ -436,6 +500,26 @@ class Batch(BaseModel):
     ]
 
 
+# -- budgets --
+
+_Amount = Annotated[str, Field(pattern=r"^[0-9]+\.[0-9]{6}$", examples=["200.000000"])]
+
+
+class BudgetThreshold(BaseModel):
+    """`data` of `tenant.budget_threshold`: the month's spend reached budget × alert ratio."""
+
+    object: Annotated[Literal["budget_threshold"], Field(description="The object type.")]
+    tenant_id: Annotated[str, Field(description="The tenant whose budget it is.")]
+    month: Annotated[str, Field(description="The calendar month (UTC), YYYY-MM.")]
+    budget: Annotated[_Amount, Field(description="The tenant's monthly budget.")]
+    alert_ratio: Annotated[str, Field(description="The share of the budget that alerts.")]
+    threshold: Annotated[_Amount, Field(description="budget × alert_ratio.")]
+    spent: Annotated[_Amount, Field(description="What the month's ended jobs cost.")]
+    reserved: Annotated[_Amount, Field(description="Estimates of the month's live jobs.")]
+    left: Annotated[_Amount, Field(description="budget − spent − reserved (not below 0).")]
+    currency: Annotated[str, Field(description="ISO 4217 code (EDITQUEUE_CURRENCY).")]
+
+
 # -- webhook endpoints --
 
 EndpointEventType = Literal[
@@ -445,6 +529,7 @@ EndpointEventType = Literal[
     "job.canceled",
     "batch.completed",
     "webhook_endpoint.disabled",
+    "tenant.budget_threshold",
 ]
 _EVENTS_DOC = (
     "Event types to receive; empty = every type except the opt-in `job.started`, "
@@ -618,3 +703,54 @@ class Recovery(BaseModel):
     status: Annotated[
         Literal["queued"], Field(description="Always `queued`: the re-sends run in the background.")
     ]
+
+
+# -- usage report --
+
+
+class UsageAmount(BaseModel):
+    amount: Annotated[
+        str, Field(description="Decimal string, e.g. `1.230000` (summed `usage.cost.amount`).")
+    ]
+    currency: Annotated[str, Field(description="ISO 4217 code (EDITQUEUE_CURRENCY).")]
+
+
+class UsageTotal(BaseModel):
+    jobs: Annotated[int, Field(description="Jobs created in the window, in any state.")]
+    images: Annotated[int, Field(description="Output images stored.")]
+    succeeded: Annotated[int, Field(description="Jobs that ended `succeeded`.")]
+    failed: Annotated[
+        int, Field(description="Jobs that ended `failed` (deadline expiries included).")
+    ]
+    canceled: Annotated[int, Field(description="Jobs that ended `canceled`.")]
+    unpriced: Annotated[
+        int,
+        Field(description="Succeeded jobs without a cost (unknown price): `cost` excludes them."),
+    ]
+    cost: Annotated[UsageAmount, Field(description="Sum of the jobs' `usage.cost`.")]
+
+
+class UsageRow(UsageTotal):
+    key: Annotated[
+        str | None,
+        Field(description="`YYYY-MM-DD` (UTC day), model id, or provider (null: never routed)."),
+    ]
+
+
+class Usage(BaseModel):
+    """`GET /v1/usage`: jobs, images, outcomes and cost per day, model or provider."""
+
+    object: Annotated[Literal["usage"], Field(description="Always `usage`.")]
+    from_: Annotated[
+        str,
+        Field(alias="from", description="RFC 3339 time (UTC): start of the window (inclusive)."),
+    ]
+    to: Annotated[str, Field(description="RFC 3339 time (UTC): end of the window (exclusive).")]
+    group_by: Annotated[
+        Literal["day", "model", "provider"], Field(description="What each row's `key` is.")
+    ]
+    currency: Annotated[str, Field(description="Currency of every amount.")]
+    data: Annotated[
+        list[UsageRow], Field(description="One row per key with jobs in the window, by key.")
+    ]
+    total: Annotated[UsageTotal, Field(description="The rows summed.")]

@@ -62,6 +62,7 @@ def job_to_public(job: Job, storage: Storage, *, link_ttl: int) -> dict[str, Any
         "status": job.status,
         "model": job.model,
         "provider": job.provider,
+        "routing": job.routing,
         "prompt": job.prompt,
         "params": job.params,
         "inputs": [_input(i, storage, link_ttl) for i in job.inputs],

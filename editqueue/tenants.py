@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import secrets
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import func, select
@@ -33,22 +34,32 @@ def key_digest(key: str) -> str | None:
 
 @dataclass(frozen=True)
 class KeyOwner:
-    """Whom a live API key speaks for, and the key's own request rate (None: the default)."""
+    """Whom a live API key speaks for, the key's own request rate (None: the default), and
+    the tenant's monthly budget (None: no budget) with its alert ratio (None: the default).
+
+    Read with the key so a submission of a tenant without a budget costs no extra query;
+    the API caches owners briefly (api/auth.py), and every operator change bumps the key
+    generation, so a new budget applies at once (within 5 s if Redis is unreachable).
+    """
 
     tenant_id: str
     key_id: str
     rate_limit: int | None
+    monthly_budget: Decimal | None = None
+    budget_alert_ratio: Decimal | None = None
 
 
 def find_key_owner(session: Session, digest: str) -> KeyOwner | None:
     """The owner of the live key stored under `digest` (one indexed lookup), or None."""
     rate = func.coalesce(ApiKey.rate_limit, Tenant.rate_limit).label("rate")
     row = session.execute(
-        select(ApiKey.tenant_id, ApiKey.id, rate)
+        select(ApiKey.tenant_id, ApiKey.id, rate, Tenant.monthly_budget, Tenant.budget_alert_ratio)
         .join(Tenant, Tenant.id == ApiKey.tenant_id)
         .where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
     ).one_or_none()
-    return None if row is None else KeyOwner(row.tenant_id, row.id, row.rate)
+    if row is None:
+        return None
+    return KeyOwner(row.tenant_id, row.id, row.rate, row.monthly_budget, row.budget_alert_ratio)
 
 
 def create_tenant(session: Session, name: str) -> Tenant:
@@ -149,14 +160,67 @@ def _check_rate_limit(value: int | None) -> None:
         raise InvalidRequest("rate_limit must be 0 (unlimited) to 1000000 requests per second")
 
 
+# NUMERIC(18,6): at most 12 digits before the point.
+MAX_BUDGET = Decimal("999999999999.999999")
+
+
+def _decimal(value: Any, field: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        raise InvalidRequest(f"{field} must be a decimal number such as 250.00")
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise InvalidRequest(f"{field} {value!r} is not a decimal number") from None
+    if not amount.is_finite():
+        raise InvalidRequest(f"{field} must be a finite number")
+    return amount
+
+
+def check_budget(value: Any) -> Decimal | None:
+    """A monthly budget (decimal ≥ 0, 6 places at most) or None (no budget); 422 otherwise."""
+    if value is None:
+        return None
+    amount = _decimal(value, "monthly_budget")
+    if amount < 0 or amount > MAX_BUDGET:
+        raise InvalidRequest("monthly_budget must be 0 to 999999999999.999999 (or null: none)")
+    if amount != amount.quantize(Decimal("0.000001")):
+        raise InvalidRequest("monthly_budget may have at most 6 decimal places")
+    return amount
+
+
+def check_alert_ratio(value: Any) -> Decimal | None:
+    """A budget alert ratio in (0, 1], 4 places at most, or None (the default 0.8); 422."""
+    if value is None:
+        return None
+    ratio = _decimal(value, "budget_alert_ratio")
+    if not 0 < ratio <= 1:
+        raise InvalidRequest("budget_alert_ratio must be above 0 and at most 1 (e.g. 0.8)")
+    if ratio != ratio.quantize(Decimal("0.0001")):
+        raise InvalidRequest("budget_alert_ratio may have at most 4 decimal places")
+    return ratio
+
+
+def check_retention_days(value: Any) -> int | None:
+    """Days a tenant's jobs are kept (1–36500) or None (the deployment default); 422."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 36_500:
+        raise InvalidRequest("retention_days must be 1 to 36500 (or null: the default)")
+    return value
+
+
 def update_tenant(
     session: Session,
     tenant: Tenant,
     *,
     max_running_jobs: int | None = UNCHANGED,
     rate_limit: int | None = UNCHANGED,
+    monthly_budget: Decimal | str | None = UNCHANGED,
+    budget_alert_ratio: Decimal | str | None = UNCHANGED,
+    retention_days: int | None = UNCHANGED,
 ) -> Tenant:
-    """Change the tenant's quotas; None restores the deployment default of a field."""
+    """Change the tenant's quotas; None restores the deployment default of a field (for
+    monthly_budget: no budget)."""
     if max_running_jobs is not UNCHANGED:
         if max_running_jobs is not None and not 1 <= max_running_jobs <= 1_000_000:
             raise InvalidRequest("max_running_jobs must be 1 to 1000000")
@@ -164,17 +228,31 @@ def update_tenant(
     if rate_limit is not UNCHANGED:
         _check_rate_limit(rate_limit)
         tenant.rate_limit = rate_limit
+    if monthly_budget is not UNCHANGED:
+        tenant.monthly_budget = check_budget(monthly_budget)
+    if budget_alert_ratio is not UNCHANGED:
+        tenant.budget_alert_ratio = check_alert_ratio(budget_alert_ratio)
+    if retention_days is not UNCHANGED:
+        tenant.retention_days = check_retention_days(retention_days)
     session.flush()
     return tenant
 
 
+def _amount(value: Decimal | None) -> str | None:
+    return None if value is None else str(value.quantize(Decimal("0.000001")))
+
+
 def tenant_to_public(tenant: Tenant) -> dict[str, Any]:
-    """What operators see of a tenant (never its webhook secret)."""
+    """What operators see of a tenant (never its webhook secret); amounts as decimal strings."""
+    ratio = tenant.budget_alert_ratio
     return {
         "id": tenant.id,
         "name": tenant.name,
         "max_running_jobs": tenant.max_running_jobs,
         "rate_limit": tenant.rate_limit,
+        "monthly_budget": _amount(tenant.monthly_budget),
+        "budget_alert_ratio": None if ratio is None else str(ratio.normalize()),
+        "retention_days": tenant.retention_days,
         "created_at": tenant.created_at,
     }
 

@@ -244,7 +244,20 @@ def _record(sandbox: Sandbox, task: KieTask, now: float) -> dict[str, Any]:
     if state in ("success", "fail"):
         record["completeTime"] = _ms(task.created_at + task.latency)
         record["costTime"] = round(task.latency)
+        # Clients read the credits off recordInfo too; a failed task is not billed. Only
+        # the callback takes them from the balance (remainedCredits), so a poll never does.
+        record["consumeCredits"] = _credits(task, state == "success")
     return record
+
+
+def _credits(task: KieTask, succeeded: bool) -> int:
+    """Credits the task consumed: per image on success; on failure 0, unless the task_fail
+    fault asks for a billed failure with its `credits` parameter."""
+    if succeeded:
+        return CREDITS_PER_IMAGE * task.outputs
+    if task.fault is not None and task.fault.kind == "task_fail":
+        return max(0, int(task.fault.number("credits", 0)))
+    return 0
 
 
 def _deliver_callback(sandbox: Sandbox, task: KieTask) -> None:
@@ -259,7 +272,7 @@ def _deliver_callback(sandbox: Sandbox, task: KieTask) -> None:
 def _callback_body(sandbox: Sandbox, task: KieTask) -> dict[str, Any]:
     record = _record(sandbox, task, max(time.time(), task.created_at + task.latency))
     succeeded = record["state"] == "success"
-    consumed = CREDITS_PER_IMAGE * task.outputs if succeeded else 0
+    consumed = _credits(task, succeeded)
     record["consumeCredits"] = consumed
     record["remainedCredits"] = tasks_of(sandbox).charge(consumed)
     if succeeded:

@@ -53,6 +53,9 @@ MIN_SIDE, MAX_SIDE = 512, 1536
 # The SeaArt SDK's gateway code for rate limiting.
 RATE_LIMIT_CODE = 1002
 MODERATION_MESSAGE = "Content moderation: the prompt or input image was flagged as sensitive"
+# What the emulator bills per output image, in usage.cost / unit_price (a sandbox figure,
+# not Vtrix's list price; the Vtrix CLI shows cost / quantity / unit_price in usage).
+UNIT_PRICE = 0.03
 
 blueprint = Blueprint("vtrix", __name__)
 
@@ -270,7 +273,15 @@ def _task_body(sandbox: Sandbox, task: TimedTask, now: float) -> dict[str, Any]:
         content.append(item)
     body["output"] = [{"content": content}]
     tokens = task.size[0] * task.size[1] // 256
-    body["usage"] = {"input_tokens": 0, "output_tokens": tokens, "total_tokens": tokens}
+    body["usage"] = {
+        "input_tokens": 0,
+        "output_tokens": tokens,
+        "total_tokens": tokens,
+        # Vtrix bills completed tasks only; a failed one carries no usage at all.
+        "quantity": len(content),
+        "unit_price": UNIT_PRICE,
+        "cost": round(UNIT_PRICE * len(content), 6),
+    }
     body["metadata"] = {}
     return body
 

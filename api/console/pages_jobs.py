@@ -152,6 +152,12 @@ def _attempts(job: dict[str, Any]) -> list[dict[str, Any]]:
     return list(usage.get("attempts") or [])
 
 
+def _cost(job: dict[str, Any]) -> dict[str, Any] | None:
+    """usage.cost {amount, currency, source}, or None while nothing billed is known."""
+    cost = (job.get("usage") or {}).get("cost")
+    return cost if isinstance(cost, dict) and "amount" in cost else None
+
+
 @bp.get("/jobs/<job_id>")
 def job_page(job_id: str) -> str:
     """One job: images side by side, parameters, timeline, attempts, deliveries, actions."""
@@ -164,6 +170,7 @@ def job_page(job_id: str) -> str:
         live=row.status not in TERMINAL_STATUSES,
         events=jobs.list_events(session, row),
         attempts=_attempts(job),
+        cost=_cost(job),
         deliveries=webhook_log.job_log(session, row.id),
     )
 

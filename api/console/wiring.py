@@ -15,6 +15,7 @@ from api.console import (
     pages_auth,
     pages_batches,
     pages_jobs,
+    pages_usage,
     pages_vendors,
     pages_webhooks,
 )
@@ -22,7 +23,7 @@ from api.console.blueprint import bp
 from editqueue.config import Settings
 from editqueue.errors import EditqueueError, NotFound
 
-_PAGES = (pages_auth, pages_jobs, pages_batches, pages_webhooks, pages_vendors)
+_PAGES = (pages_auth, pages_jobs, pages_batches, pages_webhooks, pages_vendors, pages_usage)
 
 
 def session_key(settings: Settings) -> bytes:

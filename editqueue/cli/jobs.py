@@ -552,6 +552,14 @@ def list_command(
         click.echo(_table([_row(j) for j in page], HEADER))
 
 
+def _cost_text(job: Job) -> str:
+    """`0.030000 USD (reported)`, or `-` while nothing billed is known (never a made-up 0)."""
+    cost = (job.usage or {}).get("cost")
+    if not isinstance(cost, dict) or "amount" not in cost:
+        return "-"
+    return f"{cost['amount']} {cost.get('currency', '')} ({cost.get('source', '?')})"
+
+
 def _describe(job: Job) -> str:
     fields = [
         ("id", job.id),
@@ -563,6 +571,7 @@ def _describe(job: Job) -> str:
         ("created", job.created_at),
         ("completed", job.completed_at or "-"),
         ("attempts", str(job.attempts)),
+        ("cost", _cost_text(job)),
     ]
     if job.error:
         fields.append(("error", f"{job.error.code}: {job.error.message}"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +13,7 @@ import click
 
 from editqueue.cli.jobs import jobs as jobs_group
 from editqueue.cli.jobs import submit_command
+from editqueue.cli.usage import usage_command
 from editqueue.cli.webhooks import webhooks as webhooks_group
 from editqueue.config import ConfigError, Settings, load_settings
 from editqueue.standalone import processes
@@ -169,8 +170,37 @@ def _limit_option(value: str | None) -> int | None:
         raise click.BadParameter(f"{value!r} is not a whole number or 'default'") from None
 
 
+def _clearable_option(value: str | None) -> str | None:
+    """A value, or `none`/`default` (clear it) from an option; unset = unchanged."""
+    from editqueue.tenants import UNCHANGED
+
+    if value is None:
+        return UNCHANGED
+    if value.strip().lower() in ("none", "default"):
+        return None
+    return value.strip()
+
+
+def _days_option(value: str | None) -> int | None:
+    """`N` or `none`/`default` (the deployment default) from an option; unset = unchanged."""
+    raw = _clearable_option(value)
+    if raw is None or not isinstance(raw, str):
+        return raw
+    try:
+        return int(raw)
+    except ValueError:
+        raise click.BadParameter(f"{raw!r} is not a whole number or 'none'") from None
+
+
 def _show(value: object) -> str:
     return "default" if value is None else str(value)
+
+
+def _echo_table(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    """Tab-separated: a header line, then a line a row."""
+    click.echo("\t".join(columns))
+    for row in rows:
+        click.echo("\t".join(str(value) for value in row))
 
 
 @tenants.command("list")
@@ -179,27 +209,43 @@ def tenants_list() -> None:
     from editqueue.tenants import list_tenants
 
     with _operator_session() as session:
-        click.echo("id\tname\tmax_running_jobs\trate_limit")
-        for tenant in list_tenants(session):
-            click.echo(
-                f"{tenant.id}\t{tenant.name}\t{_show(tenant.max_running_jobs)}"
-                f"\t{_show(tenant.rate_limit)}"
-            )
+        rows = [
+            (t.id, t.name, _show(t.max_running_jobs), _show(t.rate_limit))
+            for t in list_tenants(session)
+        ]
+        _echo_table(("id", "name", "max_running_jobs", "rate_limit"), rows)
 
 
 @tenants.command("show")
 @click.argument("name")
 def tenants_show(name: str) -> None:
-    """One tenant's quotas and keys (never a key itself)."""
-    from editqueue.tenants import get_tenant_by_name, list_api_keys
+    """One tenant's quotas, budget, this month's spend and keys (never a key itself)."""
+    import datetime as dt
+    from decimal import Decimal
+
+    from editqueue.spend import budget
+    from editqueue.tenants import get_tenant_by_name, list_api_keys, tenant_to_public
 
     with _operator_session() as session:
         tenant = get_tenant_by_name(session, name)
         keys_ = list_api_keys(session, tenant)
+        public = tenant_to_public(tenant)
+        spend = budget.month_spend(session, tenant.id, budget.month_of(dt.datetime.now(dt.UTC)))
+        currency = _settings_or_exit().currency
         click.echo(f"id: {tenant.id}")
         click.echo(f"name: {tenant.name}")
         click.echo(f"max_running_jobs: {_show(tenant.max_running_jobs)}")
         click.echo(f"rate_limit: {_show(tenant.rate_limit)}")
+        click.echo(f"monthly_budget: {public['monthly_budget'] or 'none'}")
+        ratio = public["budget_alert_ratio"]
+        click.echo(f"budget_alert_ratio: {ratio or f'default ({budget.DEFAULT_ALERT_RATIO})'}")
+        click.echo(f"retention_days: {_show(tenant.retention_days)}")
+        click.echo(f"spend_month: {spend.month:%Y-%m}")
+        click.echo(f"spend_spent: {budget.money(spend.spent)} {currency}")
+        click.echo(f"spend_reserved: {budget.money(spend.reserved)} {currency}")
+        if tenant.monthly_budget is not None:
+            left = max(tenant.monthly_budget - spend.total, Decimal(0))
+            click.echo(f"spend_left: {budget.money(left)} {currency}")
         click.echo(f"live_keys: {sum(1 for k in keys_ if k.revoked_at is None)}")
         click.echo(f"revoked_keys: {sum(1 for k in keys_ if k.revoked_at is not None)}")
 
@@ -208,22 +254,45 @@ def tenants_show(name: str) -> None:
 @click.argument("name")
 @click.option("--max-running", help="Jobs running at once (N, or 'default').")
 @click.option("--rate-limit", help="Requests/s per key; 0 = unlimited (N, or 'default').")
-def tenants_set(name: str, max_running: str | None, rate_limit: str | None) -> None:
-    """Change a tenant's quotas; a new rate applies at once on every API process."""
-    from editqueue.tenants import get_tenant_by_name, update_tenant
+@click.option(
+    "--monthly-budget", help="Spend allowed per calendar month, e.g. 250.00 ('none': no budget)."
+)
+@click.option("--budget-alert", help="Share of the budget that fires the alert, 0–1 ('none': 0.8).")
+@click.option("--retention-days", help="Days ended jobs are kept (N, or 'none': the default).")
+def tenants_set(
+    name: str,
+    max_running: str | None,
+    rate_limit: str | None,
+    monthly_budget: str | None,
+    budget_alert: str | None,
+    retention_days: str | None,
+) -> None:
+    """Change a tenant's quotas and budget; they apply at once on every API process."""
+    from editqueue.tenants import get_tenant_by_name, tenant_to_public, update_tenant
 
-    if max_running is None and rate_limit is None:
-        raise click.UsageError("give --max-running and/or --rate-limit")
+    options = (max_running, rate_limit, monthly_budget, budget_alert, retention_days)
+    if all(option is None for option in options):
+        raise click.UsageError(
+            "give --max-running, --rate-limit, --monthly-budget, --budget-alert and/or "
+            "--retention-days"
+        )
     with _operator_session() as session:
         tenant = update_tenant(
             session,
             get_tenant_by_name(session, name),
             max_running_jobs=_limit_option(max_running),
             rate_limit=_limit_option(rate_limit),
+            monthly_budget=_clearable_option(monthly_budget),
+            budget_alert_ratio=_clearable_option(budget_alert),
+            retention_days=_days_option(retention_days),
         )
+        public = tenant_to_public(tenant)
         summary = (
             f"{tenant.name}: max_running_jobs={_show(tenant.max_running_jobs)} "
-            f"rate_limit={_show(tenant.rate_limit)}"
+            f"rate_limit={_show(tenant.rate_limit)} "
+            f"monthly_budget={public['monthly_budget'] or 'none'} "
+            f"budget_alert_ratio={_show(public['budget_alert_ratio'])} "
+            f"retention_days={_show(tenant.retention_days)}"
         )
     _announce_key_change()
     click.echo(summary)
@@ -237,12 +306,17 @@ def keys_list(tenant_name: str) -> None:
     from editqueue.tenants import get_tenant_by_name, list_api_keys
 
     with _operator_session() as session:
-        click.echo("id\tprefix\trate_limit\tcreated_at\trevoked_at")
-        for row in list_api_keys(session, get_tenant_by_name(session, tenant_name)):
-            click.echo(
-                f"{row.id}\t{row.prefix}…\t{_show(row.rate_limit)}\t{timestamp(row.created_at)}"
-                f"\t{timestamp(row.revoked_at) or '-'}"
+        rows = [
+            (
+                k.id,
+                f"{k.prefix}…",
+                _show(k.rate_limit),
+                timestamp(k.created_at),
+                timestamp(k.revoked_at) or "-",
             )
+            for k in list_api_keys(session, get_tenant_by_name(session, tenant_name))
+        ]
+        _echo_table(("id", "prefix", "rate_limit", "created_at", "revoked_at"), rows)
 
 
 @keys.command("revoke")
@@ -441,3 +515,4 @@ def _exec(argv: list[str]) -> None:
 main.add_command(jobs_group)
 main.add_command(webhooks_group)
 main.add_command(submit_command)
+main.add_command(usage_command)

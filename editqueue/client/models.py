@@ -90,9 +90,21 @@ class Event(BaseModel):
         return Batch.model_validate(self.data) if self.data.get("object") == "batch" else None
 
 
-class Usage(BaseModel):
-    """`GET /v1/usage`: rows by key (day, model or provider) and a total."""
+class UsageRow(schemas.UsageRow):
+    """One row of a usage report: counts and cost of one day, model or provider."""
 
     model_config = _LENIENT
-    data: list[dict[str, Any]]
-    total: dict[str, Any]
+
+
+class UsageTotal(schemas.UsageTotal):
+    """A usage report's rows summed."""
+
+    model_config = _LENIENT
+
+
+class Usage(schemas.Usage):
+    """`GET /v1/usage`: rows by key (day, model or provider) and a total (`from` is `from_`)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    data: list[UsageRow]  # type: ignore[assignment]  # lists are invariant; items are rows
+    total: UsageTotal

@@ -8,6 +8,7 @@ stored: they are read live from the jobs table.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,16 +20,18 @@ from sqlalchemy.orm import Session
 
 from editqueue import logs
 from editqueue.config import Settings
-from editqueue.errors import IdempotencyKeyReused, InvalidRequest, NotFound
+from editqueue.errors import InvalidRequest, NotFound
 from editqueue.ids import new_id
 from editqueue.infra.storage import Storage
+from editqueue.jobs.idempotency import check_replay as check_replay  # api/ calls it here
 from editqueue.jobs.intake import InlineImages, build_job, reserve_inline
-from editqueue.jobs.lifecycle import complete_job
+from editqueue.jobs.lifecycle import cancel_live
 from editqueue.jobs.states import NewJob, created_event_row, job_row, utcnow
-from editqueue.jobs.status import LIVE, TERMINAL, JobStatus
+from editqueue.jobs.status import TERMINAL, JobStatus
 from editqueue.models import Batch, Job, JobEvent
 from editqueue.schemas import JobCreate
 from editqueue.serialize import timestamp
+from editqueue.spend import budget
 
 log = logging.getLogger(__name__)
 
@@ -91,33 +94,26 @@ def build_jobs(
     inline = inline or InlineImages()
     for index, spec in enumerate(specs):
         reserve_inline(spec, inline, field_prefix=f"jobs[{index}].")
+    build = functools.partial(build_job, tenant_id=tenant_id, settings=settings, storage=storage)
     built: list[NewJob] = []
     errors: list[dict[str, Any]] = []
     try:
         for index, spec in enumerate(specs):
             prefix = f"jobs[{index}]."
             try:
-                built.append(
-                    build_job(
-                        spec,
-                        tenant_id=tenant_id,
-                        settings=settings,
-                        storage=storage,
-                        field_prefix=prefix,
-                        inline=inline,
-                    )
-                )
+                built.append(build(spec, field_prefix=prefix, inline=inline))
             except InvalidRequest as exc:
                 errors.extend(exc.errors or [{"field": prefix.rstrip("."), "message": exc.detail}])
         if errors:
             raise too_many_errors(errors, len(specs))
     except Exception:
-        _discard_inputs(built, storage)
+        discard_inputs(built, storage)
         raise
     return built
 
 
-def _discard_inputs(built: Sequence[NewJob], storage: Storage) -> None:
+def discard_inputs(built: Sequence[NewJob], storage: Storage) -> None:
+    """Delete the client bytes stored for jobs that will not be created (best effort)."""
     # Nothing is created when one item fails, so the bytes already stored are orphans.
     for new in built:
         for item in new.inputs:
@@ -139,18 +135,6 @@ def find_by_idempotency_key(session: Session, tenant_id: str, key: str) -> Batch
     return session.scalar(
         select(Batch).where(Batch.tenant_id == tenant_id, Batch.idempotency_key == key)
     )
-
-
-def check_replay(existing: Batch, request_hash: str, *older_hashes: str) -> Batch:
-    """The original batch for a replayed request; a different body with the same key is refused.
-
-    ``older_hashes``: the same request's fingerprint in formats stored by earlier versions.
-    """
-    if existing.request_hash not in (request_hash, *older_hashes):
-        raise IdempotencyKeyReused(
-            "this Idempotency-Key was already used with a different request body"
-        )
-    return existing
 
 
 def insert_batch(
@@ -275,15 +259,12 @@ def cancel_batch(
     """
     get_batch(session, tenant_id, batch_id)
     outbox_ids: list[int] = []
+    ended: list[Job] = []
     for job_id in live_job_ids(session, batch_id):
-        finished = complete_job(
-            session,
-            job_id,
-            JobStatus.CANCELED,
-            storage=storage,
-            settings=settings,
-            from_statuses=LIVE,
-        )
+        finished = cancel_live(session, job_id, storage=storage, settings=settings, settle=False)
         if finished is not None:
             outbox_ids.extend(finished.outbox_ids)
+            ended.append(finished.job)
+    # Spend is settled once, after every job row is locked (see budget.settle_all).
+    outbox_ids.extend(budget.settle_all(session, ended, settings=settings))
     return outbox_ids

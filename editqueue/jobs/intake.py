@@ -305,6 +305,7 @@ def build_job(
         params=_params(spec, model),
         inputs=inputs,
         provider_pin=spec.provider,
+        routing=spec.routing,
         provider_options=spec.provider_options or {},
         webhook_url=spec.webhook_url,
         webhook_events=spec.effective_webhook_events(),

@@ -1,7 +1,9 @@
 """Ending a job: the finishing claim, its single terminal event and its webhooks, atomically.
 
 A batch job's ending also queues the check that fires `batch.completed` once the whole
-batch has ended (see `webhook_batches`).
+batch has ended (see `webhook_batches`), and settles the job's spend against its tenant's
+month (`budget.settle`: its reservation released, its cost charged) in the same
+transaction, so a job is charged exactly once, by whoever ends it.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ from editqueue.config import Settings
 from editqueue.errors import JobFinished
 from editqueue.infra.storage import Storage
 from editqueue.jobs import states as jobs
+from editqueue.jobs.attempts import attempt_log
 from editqueue.jobs.errors import timeout_error
 from editqueue.jobs.status import LIVE, JobStatus
 from editqueue.models import Job
+from editqueue.spend import budget
+from editqueue.spend.cost import total_cost
 from editqueue.webhooks import batches as webhook_batches
 from editqueue.webhooks.fanout import enqueue_job_event
 
@@ -43,8 +48,13 @@ def complete_job(
     usage: dict | None = None,
     attempt_log: list[dict[str, Any]] | None = None,
     from_statuses: Sequence[str] = (JobStatus.RUNNING,),
+    settle: bool = True,
 ) -> Finished | None:
-    """Finish the job if nobody else has; the terminal event and deliveries go with it."""
+    """Finish the job if nobody else has; the terminal event and deliveries go with it.
+
+    `settle=False`: the caller ends several jobs in this transaction and settles their
+    spend once, after the last (`budget.settle_all`), to keep the lock order.
+    """
     job = jobs.finish(
         session,
         job_id,
@@ -57,13 +67,27 @@ def complete_job(
     )
     if job is None:
         return None
+    if usage is None:
+        _total_billed_attempts(job)
     detail = {"error": error} if error else {"outputs": len(job.outputs)}
     event = jobs.record_event(session, job, jobs.TERMINAL_EVENT[status], detail, terminal=True)
     assert event is not None  # the finishing claim always writes its terminal event
     session.flush()
     ids = enqueue_job_event(session, job, event, storage=storage, settings=settings)
     ids += webhook_batches.request_completion_check(session, job)
+    if settle:
+        # Last, so the tenant's spend row stays locked for as short a time as possible.
+        ids += budget.settle(session, job, settings=settings)
     return Finished(job, ids)
+
+
+def _total_billed_attempts(job: Job) -> None:
+    # A job ended from outside its step (cancel, deadline) did not have its cost summed by
+    # the pipeline; vendor attempts it made before may have been billed all the same.
+    billed = total_cost(attempt_log(job))
+    current = job.usage if isinstance(job.usage, dict) else {}
+    if billed is not None and current.get("cost") != billed:
+        job.usage = {**current, "cost": billed}  # flushed with the terminal event
 
 
 def expire_job(
@@ -104,14 +128,22 @@ def cancel_job(
     still in flight adds its attempt when it returns (`jobs.note_attempt`), but no event.
     """
     jobs.get_job(session, tenant_id, job_id)
-    finished = complete_job(
+    finished = cancel_live(session, job_id, storage=storage, settings=settings)
+    if finished is None:
+        raise JobFinished(f"job {job_id} has already finished")
+    return finished
+
+
+def cancel_live(
+    session: Session, job_id: str, *, storage: Storage, settings: Settings, settle: bool = True
+) -> Finished | None:
+    """End a job as canceled through the finishing claim; None if it had ended already."""
+    return complete_job(
         session,
         job_id,
         JobStatus.CANCELED,
         storage=storage,
         settings=settings,
         from_statuses=LIVE,
+        settle=settle,
     )
-    if finished is None:
-        raise JobFinished(f"job {job_id} has already finished")
-    return finished

@@ -46,6 +46,8 @@ from editqueue.providers.base import (
     TaskStatus,
 )
 from editqueue.providers.limits import Limits
+from editqueue.spend.cost import attempt_cost, total_cost
+from editqueue.spend.prices import requested_megapixels
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,9 @@ class Context:
     heartbeat: Heartbeat = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
-        self.heartbeat = Heartbeat(self.sessions, self.settings.lease_seconds)
+        self.heartbeat = Heartbeat(
+            self.sessions, self.settings.lease_seconds, time_limit=self.settings.step_time_limit
+        )
 
     def publish(self, ids: list[int]) -> None:
         """Publish outbox messages right after their transaction committed."""
@@ -213,6 +217,7 @@ def _submit(ctx: Context, job: Job) -> None:
         attempt = jobs.begin_attempt(session, job.id, name, lease=job.lease_id)
         if attempt is not None:
             job.attempts = attempt
+            jobs.record_routing(session, job.id, dict(job.usage or {}), lease=job.lease_id)
             jobs.record_event(
                 session, job, "attempt.started", {"attempt": attempt, "provider": name}
             )
@@ -260,7 +265,17 @@ def _acquire_slot(ctx: Context, name: str, job_id: str, ttl: float) -> bool:
 def _acquire_provider(ctx: Context, job: Job, candidates: list[str]) -> str | None:
     """Pick a vendor with room (cooldown, concurrency, rate); or reschedule and return None."""
     attempts = attempt_log(job)
-    remaining = list(candidates)
+    strategy = routing.strategy_for(ctx.settings, job.model, job.routing)
+    ranking = routing.rank(
+        strategy,
+        candidates,
+        settings=ctx.settings,
+        limits=ctx.limits,
+        model_id=job.model,
+        params=job.params,
+    )
+    # The strategy's order breaks `choose`'s ties: failed vendors still go last.
+    remaining = list(ranking.order)
     wait = None
     while remaining:
         choice = routing.choose(remaining, attempts, ctx.limits.cooldown_left)
@@ -279,6 +294,7 @@ def _acquire_provider(ctx: Context, job: Job, candidates: list[str]) -> str | No
             remaining.remove(name)
             wait = rate_wait if wait is None else min(wait, rate_wait)
             continue
+        job.usage = {**(job.usage or {}), "routing": ranking.record(name)}
         return name
     delay = max(0.05, wait or 1.0) + random.uniform(0, 0.05)
     with ctx.sessions() as session, session.begin():
@@ -318,12 +334,16 @@ def _poll(ctx: Context, job: Job) -> None:
 def _handle_status(ctx: Context, job: Job, name: str, status: TaskStatus, *, first: bool) -> None:
     if status.state == "succeeded":
         ctx.limits.record_success(name)
+        seconds = routing.task_seconds(job.usage)
+        if seconds is not None:  # the `fastest` strategy's sample
+            ctx.limits.record_latency(name, seconds)
         _store_and_finish(ctx, job, name, status)
     elif status.state == "failed":
         error = status.error or TaskFailed(
             "provider_error", "the vendor reported a failed task", provider=name
         )
-        _provider_failed(ctx, job, name, error)
+        # A failed task can still be billed (KIE says so in consumeCredits).
+        _provider_failed(ctx, job, name, error, usage=status.usage)
     elif first:
         ctx.limits.record_success(name)
         usage = dict(job.usage or {})
@@ -373,11 +393,13 @@ def _store_and_finish(
             job, status.outputs, storage=ctx.storage, client=client or ctx.downloads
         )
     except UnusableResult as exc:
-        _provider_failed(ctx, job, name, BadOutput("provider_error", str(exc), provider=name))
+        # The vendor made (and bills) these images even though they are of no use to us.
+        unusable = BadOutput("provider_error", str(exc), provider=name)
+        _provider_failed(ctx, job, name, unusable, usage=status.usage, images=len(status.outputs))
         return
     except UnsafeURL as exc:  # a result link pointing inside our network
         refused = BadOutput("provider_error", f"result link refused: {exc}", provider=name)
-        _provider_failed(ctx, job, name, refused)
+        _provider_failed(ctx, job, name, refused, usage=status.usage, images=len(status.outputs))
         return
     except (httpx.HTTPError, StorageError) as exc:
         _retry_later(ctx, job, f"results: {exc}")
@@ -390,7 +412,10 @@ def _store_and_finish(
     usage.update(status.usage or {})
     usage["provider_task_id"] = status.task_id or job.provider_task_id
     usage["images"] = len(outputs)
-    entry = _attempt(name, "succeeded", job)
+    cost = _attempt_cost(ctx, job, name, status.usage, len(outputs), outputs)
+    entry = _attempt(name, "succeeded", job, **({"cost": cost} if cost else {}))
+    entries = [*attempt_log(job), entry]
+    _set_cost(usage, entries)
     with ctx.sessions() as session, session.begin():
         jobs.set_provider(session, job.id, name)
         finished = complete_job(
@@ -401,7 +426,7 @@ def _store_and_finish(
             settings=ctx.settings,
             outputs=outputs,
             usage=usage,
-            attempt_log=[*attempt_log(job), entry],
+            attempt_log=entries,
         )
         if finished is None:  # the vendor did the work (and may bill it) all the same
             _note(session, job, name, entry, usage["provider_task_id"])
@@ -417,6 +442,31 @@ def _attempt(name: str | None, outcome: str, job: Job, **extra: Any) -> dict[str
     return attempt_entry(name, outcome, job.attempts, **extra)
 
 
+def _attempt_cost(
+    ctx: Context,
+    job: Job,
+    name: str,
+    usage: dict[str, Any] | None,
+    images: int,
+    outputs: list[dict[str, Any]] | None = None,
+) -> dict[str, str] | None:
+    """What this attempt cost (None: nothing billed, or an unknown price)."""
+    sizes = [o["width"] * o["height"] for o in outputs or () if o.get("width") and o.get("height")]
+    # Stored outputs say their size; before that, what the job asked for.
+    megapixels = (
+        sum(sizes) / len(sizes) / 1_000_000 if sizes else requested_megapixels(job.params or {})
+    )
+    return attempt_cost(ctx.settings, name, job.model, usage, images, megapixels=megapixels)
+
+
+def _set_cost(usage: dict[str, Any], entries: list[dict[str, Any]]) -> None:
+    """usage["cost"]: the sum over every billed attempt (a vendor's own `cost` key gives way)."""
+    usage.pop("cost", None)
+    cost = total_cost(entries)
+    if cost is not None:
+        usage["cost"] = cost
+
+
 def _note(
     session: Session, job: Job, name: str, entry: dict[str, Any], task_id: str | None = None
 ) -> None:
@@ -424,8 +474,20 @@ def _note(
     jobs.note_attempt(session, job.id, provider=name, entry=entry, task_id=task_id)
 
 
-def _provider_failed(ctx: Context, job: Job, name: str, exc: ProviderError) -> None:
-    """Leave this vendor for this attempt: fail over, back off, or fail the job."""
+def _provider_failed(
+    ctx: Context,
+    job: Job,
+    name: str,
+    exc: ProviderError,
+    *,
+    usage: dict[str, Any] | None = None,
+    images: int = 0,
+) -> None:
+    """Leave this vendor for this attempt: fail over, back off, or fail the job.
+
+    `usage` is what the vendor reported about the failed task and `images` how many
+    outputs it made anyway: a billed failure still costs (see editqueue.spend.cost).
+    """
     ctx.limits.release_slot(name, job.id)
     rate_limited = isinstance(exc, RateLimited)
     if rate_limited:
@@ -443,7 +505,14 @@ def _provider_failed(ctx: Context, job: Job, name: str, exc: ProviderError) -> N
         reason=exc.message[:300],
         retryable=exc.retryable,
     )
+    cost = None if rate_limited else _attempt_cost(ctx, job, name, usage, images)
+    if cost is not None:
+        entry["cost"] = cost
     attempts = [*attempt_log(job), entry]
+    final_usage: dict[str, Any] | None = None
+    if total_cost(attempts) is not None:
+        final_usage = dict(job.usage or {})
+        _set_cost(final_usage, attempts)
     delay = _next_attempt_delay(ctx, job, name, exc, attempts)
     finished = None
     with ctx.sessions() as session, session.begin():
@@ -468,6 +537,7 @@ def _provider_failed(ctx: Context, job: Job, name: str, exc: ProviderError) -> N
                 storage=ctx.storage,
                 settings=ctx.settings,
                 error=exc.as_dict(),
+                usage=final_usage,
                 attempt_log=attempts,
             )
         if finished is None:
@@ -518,7 +588,11 @@ def _release(ctx: Context, job: Job) -> None:
 
 
 def _fail(ctx: Context, session: Session, job: Job, error: dict[str, Any]) -> list[int]:
-    """Fail the job in the caller's transaction; returns the outbox ids to publish after it."""
+    """Fail the job in the caller's transaction; returns the outbox ids to publish after it.
+
+    Attempts billed before this end (a timeout, the budget spent) still count: complete_job
+    sums them from the attempt log.
+    """
     finished = complete_job(
         session, job.id, JobStatus.FAILED, storage=ctx.storage, settings=ctx.settings, error=error
     )

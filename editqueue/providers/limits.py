@@ -4,7 +4,9 @@
   ever sees more than the limit, whichever process sends;
 - concurrent tasks: a set of job leases per vendor, held from submit until the job ends;
 - cooldown: a vendor that keeps failing, or answered 429 with Retry-After, is skipped by
-  routing until the cooldown ends.
+  routing until the cooldown ends;
+- latency: the last `LATENCY_SAMPLES` successful task durations per vendor (kept for
+  `LATENCY_WINDOW` seconds), which the `fastest` routing strategy ranks by.
 
 Every check runs as one Lua script, so concurrent workers cannot both take the last slot.
 When Redis cannot be reached the limits fail open: the broker is the same Redis, so no
@@ -16,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,6 +27,10 @@ import redis
 from editqueue import logs
 
 log = logging.getLogger(__name__)
+
+# The `fastest` strategy's sliding window: at most this many successes, none older than this.
+LATENCY_SAMPLES = 50
+LATENCY_WINDOW = 600.0
 
 # The window is a little over a second so that a request admitted at the end of one
 # second and arriving at the vendor a few milliseconds later still counts correctly.
@@ -67,6 +73,53 @@ return count
 """
 
 
+# Samples are "<redis ms>:<seconds>", newest first; the list is trimmed to the sample count
+# and expires with the window, so a vendor nobody uses any more leaves nothing behind.
+_LATENCY = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('LPUSH', KEYS[1], now .. ':' .. ARGV[1])
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+# Redis's clock first, then each key's samples: one round trip for every candidate.
+_READ_LATENCY = """
+local t = redis.call('TIME')
+local out = {t[1] * 1000 + math.floor(t[2] / 1000)}
+for i, key in ipairs(KEYS) do
+  out[i + 1] = redis.call('LRANGE', key, 0, -1)
+end
+return out
+"""
+
+# Live slot holders per key (members whose expiry is still ahead).
+_SLOTS_IN_USE = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[i] = redis.call('ZCOUNT', key, '(' .. now, '+inf')
+end
+return out
+"""
+
+
+def _fresh_samples(raw: list, now_ms: float) -> list[float]:
+    """Durations from stored "<ms>:<seconds>" samples still inside the window."""
+    out: list[float] = []
+    for item in raw:
+        text = item.decode() if isinstance(item, bytes) else str(item)
+        at, _, seconds = text.partition(":")
+        try:
+            if now_ms - float(at) <= LATENCY_WINDOW * 1000:
+                out.append(float(seconds))
+        except ValueError:
+            continue
+    return out
+
+
 @dataclass(frozen=True)
 class Limit:
     """A vendor's configured limits (None = unlimited)."""
@@ -100,6 +153,9 @@ class ProviderLimits:
             self._rate = self._redis.register_script(_RATE)
             self._slot = self._redis.register_script(_SLOT)
             self._failure = self._redis.register_script(_FAILURE)
+            self._latency = self._redis.register_script(_LATENCY)
+            self._read_latency = self._redis.register_script(_READ_LATENCY)
+            self._slots_in_use = self._redis.register_script(_SLOTS_IN_USE)
 
     def _key(self, provider: str, kind: str) -> str:
         return f"{self._prefix}:{provider}:{kind}"
@@ -222,6 +278,44 @@ class ProviderLimits:
             return 0.0
         return max(0.0, (left or 0) / 1000.0)
 
+    def record_latency(self, provider: str, seconds: float) -> None:
+        """A task of this vendor succeeded after `seconds` (one Redis call)."""
+        if self._redis is None:
+            return
+        try:
+            self._latency(
+                keys=[self._key(provider, "latency")],
+                args=[f"{max(0.0, seconds):.3f}", LATENCY_SAMPLES, int(LATENCY_WINDOW * 1000)],
+            )
+        except redis.RedisError as exc:
+            log.warning(
+                "provider.limits.latency_unrecorded",
+                extra=logs.fields(provider=provider, error=str(exc)),
+            )
+
+    def latency_samples(self, providers: Sequence[str]) -> dict[str, list[float]]:
+        """Each vendor's recent successful task durations, newest first (empty: unmeasured)."""
+        if self._redis is None or not providers:
+            return {p: [] for p in providers}
+        try:
+            now, *lists = self._read_latency(keys=[self._key(p, "latency") for p in providers])
+        except redis.RedisError as exc:
+            log.warning("provider.limits.latency_unreadable", extra=logs.fields(error=str(exc)))
+            return {p: [] for p in providers}
+        return {p: _fresh_samples(raw, float(now)) for p, raw in zip(providers, lists, strict=True)}
+
+    def slot_usage(self, providers: Sequence[str]) -> dict[str, tuple[int, int | None]]:
+        """(slots in use, max_concurrent or None when unlimited) per vendor."""
+        limited = [p for p in providers if self._limits.get(p, Limit()).max_concurrent]
+        used: dict[str, int] = {}
+        if limited and self._redis is not None:
+            try:
+                counts = self._slots_in_use(keys=[self._key(p, "slots") for p in limited])
+                used = {p: int(c) for p, c in zip(limited, counts, strict=True)}
+            except redis.RedisError as exc:
+                log.warning("provider.limits.slots_unreadable", extra=logs.fields(error=str(exc)))
+        return {p: (used.get(p, 0), self._limits.get(p, Limit()).max_concurrent) for p in providers}
+
 
 class Limits(Protocol):
     """What the pipeline asks of vendor limits: `ProviderLimits` (Redis) or `LocalLimits`."""
@@ -234,6 +328,9 @@ class Limits(Protocol):
     def record_success(self, provider: str) -> None: ...
     def cool_down(self, provider: str, seconds: float) -> None: ...
     def cooldown_left(self, provider: str) -> float: ...
+    def record_latency(self, provider: str, seconds: float) -> None: ...
+    def latency_samples(self, providers: Sequence[str]) -> dict[str, list[float]]: ...
+    def slot_usage(self, providers: Sequence[str]) -> dict[str, tuple[int, int | None]]: ...
 
 
 class LocalLimits:
@@ -263,6 +360,7 @@ class LocalLimits:
         self._slots: dict[str, dict[str, float]] = {}  # vendor → job id → expiry
         self._failures: dict[str, list[float]] = {}
         self._cooldowns: dict[str, float] = {}  # vendor → end
+        self._latencies: dict[str, list[tuple[float, float]]] = {}  # vendor → (at, seconds)
 
     def _limit(self, provider: str) -> Limit:
         return self._limits.get(provider, Limit())
@@ -340,6 +438,29 @@ class LocalLimits:
         """Seconds until the vendor may be used again (0 when it is not cooling down)."""
         with self._lock:
             return max(0.0, self._cooldowns.get(provider, 0.0) - self._clock())
+
+    def record_latency(self, provider: str, seconds: float) -> None:
+        """A task of this vendor succeeded after `seconds`."""
+        with self._lock:
+            samples = [(self._clock(), max(0.0, seconds)), *self._latencies.get(provider, [])]
+            self._latencies[provider] = samples[:LATENCY_SAMPLES]
+
+    def latency_samples(self, providers: Sequence[str]) -> dict[str, list[float]]:
+        """Each vendor's recent successful task durations, newest first (empty: unmeasured)."""
+        with self._lock:
+            now = self._clock()
+            return {
+                p: [s for at, s in self._latencies.get(p, []) if now - at <= LATENCY_WINDOW]
+                for p in providers
+            }
+
+    def slot_usage(self, providers: Sequence[str]) -> dict[str, tuple[int, int | None]]:
+        """(slots in use, max_concurrent or None when unlimited) per vendor."""
+        out: dict[str, tuple[int, int | None]] = {}
+        for provider in providers:
+            limit = self._limit(provider).max_concurrent
+            out[provider] = (len(self.slot_holders(provider)) if limit else 0, limit)
+        return out
 
 
 def open_limits(

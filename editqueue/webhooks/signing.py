@@ -16,7 +16,7 @@ SECRET_PREFIX = "whsec_"
 JOB_EVENT_TYPES = ("job.started", "job.succeeded", "job.failed", "job.canceled")
 DEFAULT_JOB_EVENTS = ("job.succeeded", "job.failed", "job.canceled")
 # Events about the tenant rather than one job; only tenant endpoints receive them.
-TENANT_EVENT_TYPES = ("batch.completed", "webhook_endpoint.disabled")
+TENANT_EVENT_TYPES = ("batch.completed", "webhook_endpoint.disabled", "tenant.budget_threshold")
 ENDPOINT_EVENT_TYPES = JOB_EVENT_TYPES + TENANT_EVENT_TYPES
 # Chatty types an endpoint gets only when it names them: an empty subscription means
 # "every event that ends something", not "every state change".

@@ -124,9 +124,13 @@ def test_patch_refuses_bad_and_unknown_fields(admin_api: Stack, admin) -> None:
         {"max_running_jobs": 0},
         {"rate_limit": -1},
         {"rate_limit": "fast"},
-        # Spend control and retention are not stored yet: refused, not silently dropped.
-        {"monthly_budget": 10},
-        {"retention_days": 30},
+        {"monthly_budget": -1},
+        {"monthly_budget": "lots"},
+        {"monthly_budget": "1.0000001"},
+        {"budget_alert_ratio": 0},
+        {"budget_alert_ratio": 1.5},
+        {"retention_days": 0},
+        {"unknown_field": 1},
     ):
         response = admin.patch(f"/v1/admin/tenants/{tenant['id']}", json=body)
         assert response.status_code == 422, (body, response.text)

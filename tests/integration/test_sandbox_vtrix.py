@@ -61,7 +61,10 @@ def test_wrapped_body_runs_in_progress_then_completed(client: httpx.Client, imag
 
     done = _finished(client, task["id"])
     assert done["status"] == "completed"
-    assert set(done["usage"]) == {"input_tokens", "output_tokens", "total_tokens"}
+    tokens = {"input_tokens", "output_tokens", "total_tokens"}
+    assert set(done["usage"]) == tokens | {"cost", "quantity", "unit_price"}
+    assert done["usage"]["quantity"] == 1
+    assert done["usage"]["cost"] == done["usage"]["unit_price"] > 0
     assert done["metadata"] == {}
     [item] = done["output"][0]["content"]
     download = httpx.get(item["url"])

@@ -1,0 +1,1 @@
+"""Spend control: vendor prices, what each job cost, tenant budgets and usage reports."""
