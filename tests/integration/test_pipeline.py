@@ -194,7 +194,10 @@ def test_a_job_canceled_during_its_vendor_call_keeps_the_attempt_and_its_last_ev
     assert answer.status_code == 200, answer.text
     # The vendor answers after the cancel; what it answered is kept on the job.
     done = wait_until(
-        lambda: (j := tenant.client.get(f"/v1/jobs/{job['id']}").json())["usage"] and j,
+        # usage.routing is there from the attempt's start; attempts once the answer is noted.
+        lambda: (
+            (j := tenant.client.get(f"/v1/jobs/{job['id']}").json())["usage"].get("attempts") and j
+        ),
         timeout=15,
     )
     assert done["status"] == "canceled"

@@ -27,6 +27,7 @@ from editqueue.standalone.embedded import EmbeddedRedis
 from editqueue.standalone.ports import free_port
 from editqueue.tenants import create_tenant
 from tests.conftest import TenantClient, data_url, make_tenant, png_bytes
+from tests.integration.test_sdk_async import run_in_own_loop
 from tests.stack import Stack, create_database, drop_database, running_stack
 
 UTC = dt.UTC
@@ -416,8 +417,6 @@ def test_cli_prints_the_report_as_a_table_and_json(
 def test_the_sdk_returns_the_report_typed(
     finished: tuple[TenantClient, TenantClient, list[dict]],
 ) -> None:
-    import asyncio
-
     from editqueue.client import AsyncClient, BadRequest, Client
 
     mine, _, jobs = finished
@@ -430,8 +429,11 @@ def test_the_sdk_returns_the_report_typed(
     assert {r.key for r in report.data} == {j["model"] for j in jobs}
     assert Decimal(report.total.cost.amount) == _sum(jobs)
 
-    async def fetch() -> Any:
-        async with AsyncClient(str(mine.client.base_url), mine.key) as client:
-            return await client.usage(group_by="provider")
+    by_provider: list[Any] = []
 
-    assert asyncio.run(fetch()).total == report.total
+    async def fetch() -> None:
+        async with AsyncClient(str(mine.client.base_url), mine.key) as client:
+            by_provider.append(await client.usage(group_by="provider"))
+
+    run_in_own_loop(fetch())  # the browser tests leave an event loop on this thread
+    assert by_provider[0].total == report.total

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -11,12 +11,14 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from editqueue.config import Settings
+from editqueue.db import make_engine, make_session_factory
 from editqueue.ids import new_id
 from editqueue.models import Delivery, DeliveryAttempt, JobEvent, WebhookEndpoint
 from editqueue.tenants import create_tenant
 from editqueue.webhooks import delivery as engine
 from editqueue.webhooks.limits import TargetLimiter
 from editqueue.webhooks.signing import generate_secret
+from tests.stack import create_database, drop_database
 from tests.unit.provider_fakes import make_harness
 
 URL = "https://93.184.215.14/hook"  # a public literal: the guard needs no DNS
@@ -39,6 +41,17 @@ class Receiver:
 
 
 SETTINGS = Settings(webhook_schedule=(5.0, 300.0), webhook_timeout=2.0)
+
+
+@pytest.fixture(scope="module")
+def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+    """Sessions on a database of this module's own: the session database has a live stack
+    whose beat sweeps due deliveries, and would lease the ones these tests hand out."""
+    url = create_database(database_url)
+    engine = make_engine(url)
+    yield make_session_factory(engine)
+    engine.dispose()
+    drop_database(url)
 
 
 @pytest.fixture
