@@ -202,3 +202,27 @@ def running_stack(*, workers: int = 1, **kwargs) -> Iterator[Stack]:
         yield stack.start(workers=workers)
     finally:
         stack.stop()
+
+
+@contextlib.contextmanager
+def private_stack(
+    server_url: str, workdir: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[Stack]:
+    """A started Stack on a database and an embedded Redis of its own, for settings (prices,
+    limits) that must not leak into the session's shared stack; all removed on exit."""
+    from editqueue.standalone.embedded import EmbeddedRedis
+
+    redis_server = EmbeddedRedis(workdir / "redis", port=free_port())
+    redis_server.start()
+    url = create_database(server_url)
+    try:
+        with running_stack(
+            database_url=url,
+            redis_url=redis_server.url,
+            workdir=workdir / "stack",
+            extra_env=extra_env or {},
+        ) as stack:
+            yield stack
+    finally:
+        redis_server.stop()
+        drop_database(url)

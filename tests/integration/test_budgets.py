@@ -26,10 +26,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from editqueue.db import make_engine, make_session_factory
 from editqueue.models import Batch, Job, TenantSpend
-from editqueue.standalone.embedded import EmbeddedRedis
-from editqueue.standalone.ports import free_port
 from tests.conftest import Receiver, TenantClient, data_url, make_tenant, png_bytes, wait_until
-from tests.stack import Stack, create_database, drop_database, running_stack
+from tests.stack import Stack, private_stack
 
 ADMIN_KEY = "admin-budget-key-0123456789"
 VENDORS = ("ark", "vtrix", "cometapi", "acedata")
@@ -41,24 +39,16 @@ SLOW = {"_sandbox": {"fault": "latency", "seconds": 2}}
 @pytest.fixture(scope="module")
 def budget_stack(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("budget-stack")
-    redis_server = EmbeddedRedis(workdir / "redis", port=free_port())
-    redis_server.start()
-    url = create_database(database_url)
-    try:
-        with running_stack(
-            database_url=url,
-            redis_url=redis_server.url,
-            workdir=workdir / "stack",
-            extra_env={
-                "EDITQUEUE_PRICES": json.dumps(PRICES),
-                "EDITQUEUE_ADMIN_KEY": ADMIN_KEY,
-                "EDITQUEUE_MAX_ATTEMPTS": "1",
-            },
-        ) as stack:
-            yield stack
-    finally:
-        redis_server.stop()
-        drop_database(url)
+    with private_stack(
+        database_url,
+        workdir,
+        {
+            "EDITQUEUE_PRICES": json.dumps(PRICES),
+            "EDITQUEUE_ADMIN_KEY": ADMIN_KEY,
+            "EDITQUEUE_MAX_ATTEMPTS": "1",
+        },
+    ) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,10 @@ from editqueue.ids import new_id
 from editqueue.infra.storage import open_configured_storage
 from editqueue.jobs.lifecycle import cancel_job
 from editqueue.models import Job
-from editqueue.standalone.embedded import EmbeddedRedis
-from editqueue.standalone.ports import free_port
 from editqueue.tenants import create_tenant
 from tests.conftest import Receiver, TenantClient, data_url, make_tenant, png_bytes
 from tests.integration.test_webhook_engine import _running_job
-from tests.stack import Stack, create_database, drop_database, running_stack
+from tests.stack import Stack, private_stack
 
 # Vtrix's and KIE's table prices are set far from what they report, so a reported figure
 # cannot pass for an estimate.
@@ -47,25 +45,17 @@ def cost(amount: str, source: str) -> dict[str, str]:
 def cost_stack(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Iterator[Stack]:
     """A private stack (own database and Redis) with a price table and a KIE credit price."""
     workdir = tmp_path_factory.mktemp("cost-stack")
-    redis_server = EmbeddedRedis(workdir / "redis", port=free_port())
-    redis_server.start()
-    url = create_database(database_url)
-    try:
-        with running_stack(
-            database_url=url,
-            redis_url=redis_server.url,
-            workdir=workdir / "stack",
-            extra_env={
-                "EDITQUEUE_PRICES": json.dumps(PRICES),
-                "EDITQUEUE_KIE_CREDIT_PRICE": KIE_CREDIT_PRICE,
-                "EDITQUEUE_PROVIDER_TIMEOUT": "30",
-                "SANDBOX_LATENCY": "0.3",
-            },
-        ) as stack:
-            yield stack
-    finally:
-        redis_server.stop()
-        drop_database(url)
+    with private_stack(
+        database_url,
+        workdir,
+        {
+            "EDITQUEUE_PRICES": json.dumps(PRICES),
+            "EDITQUEUE_KIE_CREDIT_PRICE": KIE_CREDIT_PRICE,
+            "EDITQUEUE_PROVIDER_TIMEOUT": "30",
+            "SANDBOX_LATENCY": "0.3",
+        },
+    ) as stack:
+        yield stack
 
 
 @pytest.fixture

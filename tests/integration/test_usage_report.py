@@ -23,12 +23,10 @@ from editqueue.db import make_engine, make_session_factory, transaction
 from editqueue.ids import new_id
 from editqueue.models import Job
 from editqueue.spend.report import UsageRow, usage_report
-from editqueue.standalone.embedded import EmbeddedRedis
-from editqueue.standalone.ports import free_port
 from editqueue.tenants import create_tenant
 from tests.conftest import TenantClient, data_url, make_tenant, png_bytes
 from tests.integration.test_sdk_async import run_in_own_loop
-from tests.stack import Stack, create_database, drop_database, running_stack
+from tests.stack import Stack, private_stack
 
 UTC = dt.UTC
 PRICES = {
@@ -232,26 +230,18 @@ def run_cli(tenant: TenantClient, *args: str) -> subprocess.CompletedProcess[str
 def priced_stack(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Iterator[Stack]:
     """A private stack (own database and Redis) whose price table knows the SeedEdit vendors."""
     workdir = tmp_path_factory.mktemp("usage-stack")
-    redis_server = EmbeddedRedis(workdir / "redis", port=free_port())
-    redis_server.start()
-    url = create_database(database_url)
-    try:
-        with running_stack(
-            database_url=url,
-            redis_url=redis_server.url,
-            workdir=workdir / "stack",
-            extra_env={
-                "EDITQUEUE_PRICES": json.dumps(PRICES),
-                "EDITQUEUE_KIE_CREDIT_PRICE": "0.005",
-                # Twenty jobs at once on a shared machine: no vendor call may time out.
-                "EDITQUEUE_PROVIDER_TIMEOUT": "30",
-                "SANDBOX_LATENCY": "0.3",
-            },
-        ) as stack:
-            yield stack
-    finally:
-        redis_server.stop()
-        drop_database(url)
+    with private_stack(
+        database_url,
+        workdir,
+        {
+            "EDITQUEUE_PRICES": json.dumps(PRICES),
+            "EDITQUEUE_KIE_CREDIT_PRICE": "0.005",
+            # Twenty jobs at once on a shared machine: no vendor call may time out.
+            "EDITQUEUE_PROVIDER_TIMEOUT": "30",
+            "SANDBOX_LATENCY": "0.3",
+        },
+    ) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")
