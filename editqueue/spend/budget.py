@@ -52,9 +52,7 @@ def month_of(when: dt.datetime) -> dt.date:
     return dt.date(when.year, when.month, 1)
 
 
-def money(amount: Decimal) -> str:
-    """An amount as the API shows it: a decimal string with the stored 6 places."""
-    return str(prices.quantize(amount))
+money = prices.money  # callers of the budget (the CLI) print amounts with it
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from editqueue.config import Settings
-from editqueue.spend.prices import estimate, quantize
+from editqueue.spend.prices import estimate, money
 
 REPORTED = "reported"
 ESTIMATED = "estimated"
@@ -89,4 +89,4 @@ def _decimal(value: Any) -> Decimal | None:
 
 
 def _cost(amount: Decimal, currency: str, source: str) -> dict[str, str]:
-    return {"amount": str(quantize(amount)), "currency": currency, "source": source}
+    return {"amount": money(amount), "currency": currency, "source": source}

@@ -137,6 +137,11 @@ def quantize(amount: Decimal) -> Decimal:
     return amount.quantize(AMOUNT_QUANTUM, rounding=ROUND_HALF_UP)
 
 
+def money(amount: Decimal) -> str:
+    """An amount as the API shows it: a decimal string with the stored 6 places."""
+    return str(quantize(amount))
+
+
 def _build(settings: Settings) -> dict[tuple[str, str], Price]:
     # Shipped prices are in USD; under another currency they cannot be used (no rates).
     table = {key: p for key, p in SHIPPED_PRICES.items() if p.currency == settings.currency}

@@ -27,12 +27,12 @@ from editqueue.errors import EditqueueError
 from editqueue.jobs.status import JobStatus
 from editqueue.models import Job
 from editqueue.serialize import timestamp
+from editqueue.spend.prices import money
 
 GROUPS = ("day", "model", "provider")
 DEFAULT_GROUP = "day"
 MAX_RANGE = dt.timedelta(days=366)
 # Money columns are NUMERIC(18, 6); amounts are shown at that scale.
-_SCALE = Decimal("0.000001")
 
 
 class InvalidUsageQuery(EditqueueError):
@@ -198,10 +198,6 @@ def usage_report(
     return UsageReport(start, end, group_by, currency, rows, total)
 
 
-def _amount(value: Decimal) -> str:
-    return str(value.quantize(_SCALE))
-
-
 def _row_to_public(row: UsageRow, currency: str, *, with_key: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"key": row.key} if with_key else {}
     out.update(
@@ -211,7 +207,7 @@ def _row_to_public(row: UsageRow, currency: str, *, with_key: bool) -> dict[str,
         failed=row.failed,
         canceled=row.canceled,
         unpriced=row.unpriced,
-        cost={"amount": _amount(row.cost), "currency": currency},
+        cost={"amount": money(row.cost), "currency": currency},
     )
     return out
 
