@@ -214,10 +214,11 @@ def _submit(ctx: Context, job: Job) -> None:
         callback = f"{ctx.settings.public_url}/v1/callbacks/{name}/{job.callback_token}"
     with ctx.sessions() as session, session.begin():
         # Counted before the call: a worker dying inside it still used an attempt.
-        attempt = jobs.begin_attempt(session, job.id, name, lease=job.lease_id)
+        attempt = jobs.begin_attempt(
+            session, job.id, name, lease=job.lease_id, usage=dict(job.usage or {})
+        )
         if attempt is not None:
             job.attempts = attempt
-            jobs.record_routing(session, job.id, dict(job.usage or {}), lease=job.lease_id)
             jobs.record_event(
                 session, job, "attempt.started", {"attempt": attempt, "provider": name}
             )

@@ -569,25 +569,24 @@ def set_provider(session: Session, job_id: str, provider: str) -> None:
 
 
 def begin_attempt(
-    session: Session, job_id: str, provider: str, *, lease: str | None = None
+    session: Session,
+    job_id: str,
+    provider: str,
+    *,
+    lease: str | None = None,
+    usage: dict[str, Any] | None = None,
 ) -> int | None:
-    """Count a vendor submission just before it is made, and name the vendor it goes to.
+    """Count a vendor submission just before it is made, and name the vendor it goes to;
+    `usage` (with why that vendor was chosen, `usage.routing`) is kept in the same UPDATE.
 
     None when the job ended (or the step lost its lease) meanwhile: make no call then.
     """
+    values: dict[str, Any] = {"attempts": Job.attempts + 1, "provider": provider}
+    if usage is not None:
+        values["usage"] = usage
     return session.execute(
-        update(Job)
-        .where(*_owned(job_id, lease))
-        .values(attempts=Job.attempts + 1, provider=provider)
-        .returning(Job.attempts)
+        update(Job).where(*_owned(job_id, lease)).values(**values).returning(Job.attempts)
     ).scalar_one_or_none()
-
-
-def record_routing(
-    session: Session, job_id: str, usage: dict[str, Any], *, lease: str | None = None
-) -> None:
-    """Keep the job's `usage` with why its vendor was chosen (`usage.routing`) on the row."""
-    session.execute(update(Job).where(*_owned(job_id, lease)).values(usage=usage))
 
 
 # usage may be SQL NULL or JSON null before any attempt ended: both read as {}. A row of an
