@@ -38,6 +38,9 @@ from editqueue.infra.storage import open_configured_storage
 log = logging.getLogger(__name__)
 
 
+PING_IDLE_SECONDS = 2.0  # a pooled connection idle longer is pinged before use
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the API app from settings (the environment by default)."""
     settings = settings or get_settings()
@@ -46,7 +49,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask("editqueue", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]  # Flask's default provider has it
-    engine = make_engine(settings.database_url)
+    # Busy connections skip the ping; after a PostgreSQL restart a request on one that
+    # was used a moment before answers 503 (the pool then drops every old connection).
+    engine = make_engine(settings.database_url, ping_idle_after=PING_IDLE_SECONDS)
     publisher_app = broker.make_publisher_app(settings)
     publisher = broker.make_publisher(publisher_app)
     app.extensions["editqueue"] = state.Services(

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from api.auth import current_key
 from api.state import services
+from editqueue.infra import outbox
 from editqueue.jobs.batches import discard_inputs
 from editqueue.jobs.states import NewJob
 from editqueue.spend import budget
@@ -40,7 +41,7 @@ def admit(
     limit: budget.Budget,
     *,
     when: dt.datetime,
-) -> list[int]:
+) -> list[outbox.Message]:
     """Reserve `amount` for jobs just inserted in this transaction; 402 budget_exceeded
     (nothing kept: the caller's transaction is rolled back) when it does not fit."""
     svc = services()

@@ -203,15 +203,15 @@ def create() -> tuple[Response, int, dict[str, str]]:
     created = jobs.insert_job(
         session, tenant_id, new, idempotency_key=key, request_hash=request_hash
     )
-    outbox_ids: list[int] = []
+    messages: list[outbox.Message] = []
     if limit is not None and not created.replayed:  # a replay reserved when it was created
-        outbox_ids = budgets.admit(
+        messages = budgets.admit(
             session, tenant_id, [new], amount, limit, when=created.job.created_at
         )
     session.commit()
     if created.replayed:
         return _replayed(created.job)
-    outbox.publish_committed(session, svc.publisher, outbox_ids)
+    outbox.publish_committed(session, svc.publisher, messages)
     svc.ring_dispatcher()
     if wait is None:
         return jsonify(job_json(created.job)), 202, _location(created.job)
@@ -379,7 +379,7 @@ def cancel(job_id: str) -> Response:
         session, current_tenant_id(), job_id, storage=svc.storage, settings=svc.settings
     )
     session.commit()
-    outbox.publish_committed(session, svc.publisher, finished.outbox_ids)
+    outbox.publish_committed(session, svc.publisher, finished.messages)
     return jsonify(job_json(finished.job))
 
 

@@ -299,7 +299,7 @@ class TenantEvent(Base):
 
 
 class Batch(Base):
-    """A group of jobs created in one call; counts are read live from its jobs."""
+    """A group of jobs created in one call; its API counts are read live from its jobs."""
 
     __tablename__ = "batches"
     __table_args__ = (
@@ -314,6 +314,9 @@ class Batch(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, server_default=func.now())
+    # Jobs not yet ended: set at insert, decremented by each job's finishing transaction,
+    # so the one that takes it to 0 knows it ended the last (editqueue.webhooks.batches).
+    live_jobs: Mapped[int] = mapped_column(Integer, server_default="0")
     # Set once, by whoever ends the last job (the claim that fires batch.completed).
     completed_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
 

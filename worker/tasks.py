@@ -132,5 +132,5 @@ def expire_job(job_id: str, provider: str | None) -> bool:
         finished = expire(session, job_id, provider, storage=ctx.storage, settings=ctx.settings)
     if finished is None:
         return False
-    ctx.job_ended(finished.outbox_ids)
+    ctx.job_ended(finished.messages)
     return True

@@ -27,7 +27,11 @@ def recover_webhook_endpoint(endpoint_id: str, since: str, until: str | None = N
 
 @app.task(name=COMPLETE_BATCH)
 def complete_batch(batch_id: str) -> None:
-    """Fire `batch.completed` if the batch's last job has ended and nobody fired it yet."""
+    """Fire `batch.completed` if the batch's last job has ended and nobody fired it yet.
+
+    Nothing queues this any more (the last job's own transaction fires the event); it stays
+    for messages that versions before `batches.live_jobs` left in the outbox or the broker.
+    """
     ctx = context.get()
     with ctx.sessions() as session, session.begin():
         ids = webhook_batches.complete_if_done(session, batch_id, settings=ctx.settings)

@@ -184,7 +184,7 @@ def job_cancel(job_id: str) -> Response:
         session, viewer().tenant_id, job_id, storage=svc.storage, settings=svc.settings
     )
     session.commit()
-    outbox.publish_committed(session, svc.publisher, finished.outbox_ids)
+    outbox.publish_committed(session, svc.publisher, finished.messages)
     flash("job canceled", "ok")
     return redirect(url_for("console.job_page", job_id=job_id))
 

@@ -64,10 +64,9 @@ def wake_for_callback(
     jobs.record_event(
         session, job, "callback.received", {"provider": job.provider, "task_id": task_id}
     )
-    # Only the lease travels: the worker reads the task's state from the vendor itself.
-    message = outbox.add(session, tasknames.ADVANCE_JOB, job.id, lease)
-    session.flush()
-    message_ids = [message.id]
     session.commit()
-    outbox.publish_committed(session, publisher, message_ids)
+    # Only the lease travels: the worker reads the task's state from the vendor itself.
+    # The row's lease is the message's outbox: if it is lost, the sweep resumes the job.
+    wake_up = outbox.Leased(tasknames.ADVANCE_JOB, (job.id, lease))
+    outbox.publish_committed(session, publisher, [wake_up])
     return Outcome.WOKEN

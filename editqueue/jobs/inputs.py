@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from sqlalchemy.orm import Session, sessionmaker
 
 from editqueue.catalog import resolve_model
 from editqueue.config import Settings
@@ -15,14 +15,19 @@ from editqueue.models import Job
 from editqueue.providers.base import EditRequest, InputImage
 
 
+@dataclass(frozen=True)
+class PreparedInputs:
+    """The images to send, and the job's new `inputs` when some were fetched now."""
+
+    images: list[InputImage]
+    # Written by the step's next UPDATE of the job (the attempt's count, or its reschedule),
+    # so a retry never fetches (or sees a changed image) again; None: nothing to write.
+    fetched: list[dict[str, Any]] | None
+
+
 def prepare_inputs(
-    job: Job,
-    *,
-    storage: Storage,
-    sessions: sessionmaker[Session],
-    settings: Settings,
-    client: httpx.Client,
-) -> list[InputImage]:
+    job: Job, *, storage: Storage, settings: Settings, client: httpx.Client
+) -> PreparedInputs:
     """Load stored inputs; fetch URL inputs once, check them against the model, store them.
 
     Raises ImageRejected (the job fails), ImageFetchError or StorageError (retry later).
@@ -66,14 +71,10 @@ def prepare_inputs(
                 height=item["height"],
             )
         )
-    if fetched:
-        # Keep what we fetched, so a retry never fetches (or sees a changed image) again.
-        with sessions() as session, session.begin():
-            row = session.get(Job, job.id)
-            if row is not None:
-                row.inputs = inputs
-        job.inputs = inputs
-    return images
+    if not fetched:
+        return PreparedInputs(images, None)
+    job.inputs = inputs
+    return PreparedInputs(images, inputs)
 
 
 def edit_request(job: Job, images: list[InputImage], *, callback_url: str | None) -> EditRequest:

@@ -1,9 +1,9 @@
 """Ending a job: the finishing claim, its single terminal event and its webhooks, atomically.
 
-A batch job's ending also queues the check that fires `batch.completed` once the whole
-batch has ended (see `webhook_batches`), and settles the job's spend against its tenant's
-month (`budget.settle`: its reservation released, its cost charged) in the same
-transaction, so a job is charged exactly once, by whoever ends it.
+A batch job's ending also takes one off its batch's count of live jobs (the ending that
+takes it to 0 fires `batch.completed`, see `webhook_batches`), and settles the job's spend
+against its tenant's month (`budget.settle`: its reservation released, its cost charged)
+in the same transaction, so a job is charged exactly once, by whoever ends it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from editqueue.config import Settings
 from editqueue.errors import JobFinished
+from editqueue.infra import outbox
 from editqueue.infra.storage import Storage
 from editqueue.jobs import states as jobs
 from editqueue.jobs.attempts import attempt_log
@@ -30,10 +31,10 @@ from editqueue.webhooks.fanout import enqueue_job_event
 
 @dataclass
 class Finished:
-    """The job as it ended, and the outbox messages (webhooks) to publish after commit."""
+    """The job as it ended, and the messages (webhooks) to publish after commit."""
 
     job: Job
-    outbox_ids: list[int]
+    messages: list[outbox.Message]
 
 
 def complete_job(
@@ -49,6 +50,7 @@ def complete_job(
     attempt_log: list[dict[str, Any]] | None = None,
     from_statuses: Sequence[str] = (JobStatus.RUNNING,),
     settle: bool = True,
+    provider: str | None = None,
 ) -> Finished | None:
     """Finish the job if nobody else has; the terminal event and deliveries go with it.
 
@@ -64,6 +66,7 @@ def complete_job(
         usage=usage,
         attempt_log=attempt_log,
         from_statuses=from_statuses,
+        provider=provider,
     )
     if job is None:
         return None
@@ -74,7 +77,7 @@ def complete_job(
     assert event is not None  # the finishing claim always writes its terminal event
     session.flush()
     ids = enqueue_job_event(session, job, event, storage=storage, settings=settings)
-    ids += webhook_batches.request_completion_check(session, job)
+    ids += webhook_batches.job_ended(session, job, settings=settings)
     if settle:
         # Last, so the tenant's spend row stays locked for as short a time as possible.
         ids += budget.settle(session, job, settings=settings)
@@ -110,7 +113,9 @@ def expire_job(
     )
 
 
-def start_job(session: Session, job: Job, *, storage: Storage, settings: Settings) -> list[int]:
+def start_job(
+    session: Session, job: Job, *, storage: Storage, settings: Settings
+) -> list[outbox.Message]:
     """Record that a job started; `job.started` webhooks go to subscribers who opted in."""
     event = jobs.record_event(session, job, "job.started", {"attempt": job.attempts})
     if event is None:  # canceled before its claim committed

@@ -68,6 +68,10 @@ class Context:
     # A freed slot or a job given back: let the dispatcher fill it now, not at beat's next
     # tick. Debounced (editqueue.doorbell); never raises.
     ring_dispatcher: Callable[[], None]
+    # Runs a leased message in this process instead of publishing it, when it can (the
+    # webhook of a job it just ended, to a receiver known to answer fast): returns None
+    # when done here, or the message to publish instead. None: publish everything.
+    run_here: Callable[[outbox.Leased], outbox.Leased | None] | None = None
     # Renews the leases of the steps running in this process (one thread, one UPDATE).
     heartbeat: Heartbeat = dataclasses.field(init=False)
 
@@ -76,14 +80,29 @@ class Context:
             self.sessions, self.settings.lease_seconds, time_limit=self.settings.step_time_limit
         )
 
-    def publish(self, ids: list[int]) -> None:
+    def publish(self, ids: list[outbox.Message]) -> None:
         """Publish outbox messages right after their transaction committed."""
         outbox.publish_now(self.sessions, self.publisher, ids)
 
-    def job_ended(self, outbox_ids: list[int]) -> None:
-        """After a job's end committed: send its webhooks and refill its tenant's slot."""
-        self.publish(outbox_ids)
+    def hand_over(self, messages: list[outbox.Message]) -> None:
+        """After their transaction committed: run here what `run_here` takes, publish the rest.
+
+        A job's webhooks all take this way (its start and its end alike), so a receiver
+        that gets them in place gets them in order.
+        """
+        if self.run_here is None:
+            self.publish(messages)
+            return
+        here = [m for m in messages if isinstance(m, outbox.Leased)]
+        self.publish([m for m in messages if not isinstance(m, outbox.Leased)])
+        # One broker round trip, one task and one claim fewer per webhook sent in place.
+        handed_back = [m for m in map(self.run_here, here) if m is not None]
+        self.publish(list(handed_back))
+
+    def job_ended(self, messages: list[outbox.Message]) -> None:
+        """After a job's end committed: refill its tenant's slot and send its webhooks."""
         self.ring_dispatcher()
+        self.hand_over(messages)
 
     def available(self, name: str) -> bool:
         """Whether an adapter for this vendor can be built here."""
@@ -139,8 +158,8 @@ def _run_submit(ctx: Context, job_id: str, lease: StepLease) -> None:
     lease.hold(job.id, job.lease_id)
     logs.bind(tenant=job.tenant_id)
     log.info("job.started")
-    ctx.publish(ids)
     ctx.ring_dispatcher()
+    ctx.hand_over(ids)
     _submit(ctx, job)
 
 
@@ -192,12 +211,8 @@ def _submit(ctx: Context, job: Job) -> None:
             _fail_now(ctx, job, job_error("provider_unavailable", message))
         return
     try:
-        images = prepare_inputs(
-            job,
-            storage=ctx.storage,
-            sessions=ctx.sessions,
-            settings=ctx.settings,
-            client=ctx.user_urls,
+        prepared = prepare_inputs(
+            job, storage=ctx.storage, settings=ctx.settings, client=ctx.user_urls
         )
     except ImageRejected as exc:
         _fail_now(ctx, job, job_error("invalid_image", str(exc)))
@@ -205,7 +220,7 @@ def _submit(ctx: Context, job: Job) -> None:
     except (ImageFetchError, StorageError) as exc:
         _retry_later(ctx, job, f"inputs: {exc}")
         return
-    name = _acquire_provider(ctx, job, candidates)
+    name = _acquire_provider(ctx, job, candidates, prepared.fetched)
     if name is None:
         return
     provider = ctx.provider(name)
@@ -215,7 +230,12 @@ def _submit(ctx: Context, job: Job) -> None:
     with ctx.sessions() as session, session.begin():
         # Counted before the call: a worker dying inside it still used an attempt.
         attempt = jobs.begin_attempt(
-            session, job.id, name, lease=job.lease_id, usage=dict(job.usage or {})
+            session,
+            job.id,
+            name,
+            lease=job.lease_id,
+            usage=dict(job.usage or {}),
+            inputs=prepared.fetched,
         )
         if attempt is not None:
             job.attempts = attempt
@@ -229,7 +249,7 @@ def _submit(ctx: Context, job: Job) -> None:
     logs.bind(provider=name)
     started = time.monotonic()
     try:
-        status = provider.submit(edit_request(job, images, callback_url=callback))
+        status = provider.submit(edit_request(job, prepared.images, callback_url=callback))
     except ProviderError as exc:
         ctx.stats.observe(name, "submit", exc.code, time.monotonic() - started)
         log.warning(
@@ -263,8 +283,12 @@ def _acquire_slot(ctx: Context, name: str, job_id: str, ttl: float) -> bool:
     return bool(ended) and ctx.limits.acquire_slot(name, job_id, ttl)
 
 
-def _acquire_provider(ctx: Context, job: Job, candidates: list[str]) -> str | None:
-    """Pick a vendor with room (cooldown, concurrency, rate); or reschedule and return None."""
+def _acquire_provider(
+    ctx: Context, job: Job, candidates: list[str], fetched: list[dict[str, Any]] | None
+) -> str | None:
+    """Pick a vendor with room (cooldown, concurrency, rate); or reschedule and return None.
+
+    `fetched`: the job's inputs as just fetched and stored, kept by the reschedule."""
     attempts = attempt_log(job)
     strategy = routing.strategy_for(ctx.settings, job.model, job.routing)
     ranking = routing.rank(
@@ -299,7 +323,8 @@ def _acquire_provider(ctx: Context, job: Job, candidates: list[str]) -> str | No
         return name
     delay = max(0.05, wait or 1.0) + random.uniform(0, 0.05)
     with ctx.sessions() as session, session.begin():
-        if jobs.schedule(session, job.id, delay=delay, lease=job.lease_id):
+        kept: dict[str, Any] = {"inputs": fetched} if fetched is not None else {}
+        if jobs.schedule(session, job.id, delay=delay, lease=job.lease_id, **kept):
             jobs.record_event(session, job, "provider.busy", {"retry_in": round(delay, 2)})
     return None
 
@@ -418,7 +443,6 @@ def _store_and_finish(
     entries = [*attempt_log(job), entry]
     _set_cost(usage, entries)
     with ctx.sessions() as session, session.begin():
-        jobs.set_provider(session, job.id, name)
         finished = complete_job(
             session,
             job.id,
@@ -428,6 +452,7 @@ def _store_and_finish(
             outputs=outputs,
             usage=usage,
             attempt_log=entries,
+            provider=name,
         )
         if finished is None:  # the vendor did the work (and may bill it) all the same
             _note(session, job, name, entry, usage["provider_task_id"])
@@ -436,7 +461,7 @@ def _store_and_finish(
         log.info("job.result.discarded", extra=logs.fields(provider=name))
         return
     log.info("job.succeeded", extra=logs.fields(provider=name, outputs=len(outputs)))
-    ctx.job_ended(finished.outbox_ids)
+    ctx.job_ended(finished.messages)
 
 
 def _attempt(name: str | None, outcome: str, job: Job, **extra: Any) -> dict[str, Any]:
@@ -544,7 +569,7 @@ def _provider_failed(
         if finished is None:
             _note(session, job, name, entry)
     if finished:
-        ctx.job_ended(finished.outbox_ids)
+        ctx.job_ended(finished.messages)
 
 
 def _next_attempt_delay(
@@ -588,8 +613,8 @@ def _release(ctx: Context, job: Job) -> None:
         ctx.limits.release_slot(job.provider, job.id)
 
 
-def _fail(ctx: Context, session: Session, job: Job, error: dict[str, Any]) -> list[int]:
-    """Fail the job in the caller's transaction; returns the outbox ids to publish after it.
+def _fail(ctx: Context, session: Session, job: Job, error: dict[str, Any]) -> list[outbox.Message]:
+    """Fail the job in the caller's transaction; returns the messages to publish after it.
 
     Attempts billed before this end (a timeout, the budget spent) still count: complete_job
     sums them from the attempt log.
@@ -597,7 +622,7 @@ def _fail(ctx: Context, session: Session, job: Job, error: dict[str, Any]) -> li
     finished = complete_job(
         session, job.id, JobStatus.FAILED, storage=ctx.storage, settings=ctx.settings, error=error
     )
-    return finished.outbox_ids if finished else []
+    return finished.messages if finished else []
 
 
 def _fail_now(ctx: Context, job: Job, error: dict[str, Any]) -> None:

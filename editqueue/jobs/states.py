@@ -104,12 +104,23 @@ def record_event(
         detail=detail or {},
         at=utcnow(),
     )
-    if terminal:
-        session.add(event)
-        return event
     values = {c.name: getattr(event, c.key) for c in _EVENTS.columns if c.name != "terminal"}
+    if terminal:
+        session.execute(_terminal_event_statement(), values)
+        return event
     written = session.execute(_live_event_statement(), values).first()
     return event if written else None
+
+
+@functools.lru_cache(maxsize=1)
+def _terminal_event_statement() -> TextClause:
+    """INSERT of the terminal event (its finishing claim already won: no condition)."""
+    sql = (
+        "INSERT INTO job_events (id, job_id, tenant_id, type, terminal, detail, at)"
+        " VALUES (:id, :job_id, :tenant_id, :type, true, :detail, :at)"
+    )
+    binds = [bindparam(c.name, type_=c.type) for c in _EVENTS.columns if c.name != "terminal"]
+    return text(sql).bindparams(*binds)
 
 
 @functools.lru_cache(maxsize=1)
@@ -367,33 +378,51 @@ def new_lease() -> str:
     return str(uuid.uuid4())
 
 
+# The hot transitions run as statements built once: constructing an ORM UPDATE per call
+# costs the worker more CPU than PostgreSQL spends running it. Each sets `updated_at`
+# itself (the column's ORM onupdate only applies to statements SQLAlchemy builds).
+_CLAIM_QUEUED = (
+    select(Job)
+    .from_statement(
+        text(
+            "UPDATE jobs SET status = 'running', stage = 'submit',"
+            " started_at = coalesce(started_at, now()),"
+            " next_poll_at = now() + make_interval(secs => :lease_seconds),"
+            " lease_id = :lease, updated_at = now()"
+            " WHERE id = :id AND status = 'queued' RETURNING *"
+        )
+    )
+    .execution_options(populate_existing=True)
+)
+_CLAIM_LEASE = (
+    select(Job)
+    .from_statement(
+        text(
+            "UPDATE jobs SET lease_id = :lease, updated_at = now(),"
+            " next_poll_at = now() + make_interval(secs => :lease_seconds)"
+            " WHERE id = :id AND lease_id = :handed_out AND status = 'running' RETURNING *"
+        )
+    )
+    .execution_options(populate_existing=True)
+)
+
+
 def claim_queued(session: Session, job_id: str, lease_seconds: float) -> Job | None:
     """queued → running (stage submit), leased to the caller; None if someone else has it."""
-    return session.scalars(
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
-        .values(
-            status=JobStatus.RUNNING,
-            stage=JobStage.SUBMIT,
-            started_at=func.coalesce(Job.started_at, func.now()),
-            next_poll_at=func.now() + dt.timedelta(seconds=lease_seconds),
-            lease_id=new_lease(),
-        )
-        .returning(Job)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    ).one_or_none()
+    params = {"id": job_id, "lease": new_lease(), "lease_seconds": lease_seconds}
+    return session.scalars(_CLAIM_QUEUED, params).one_or_none()
 
 
 def claim_lease(session: Session, job_id: str, lease_id: str, lease_seconds: float) -> Job | None:
     """Take the step a sweep handed out, under a lease of the caller's own; a duplicate
     message finds the handed-out lease gone."""
-    return session.scalars(
-        update(Job)
-        .where(Job.id == job_id, Job.lease_id == lease_id, Job.status == JobStatus.RUNNING)
-        .values(lease_id=new_lease(), next_poll_at=func.now() + dt.timedelta(seconds=lease_seconds))
-        .returning(Job)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    ).one_or_none()
+    params = {
+        "id": job_id,
+        "handed_out": lease_id,
+        "lease": new_lease(),
+        "lease_seconds": lease_seconds,
+    }
+    return session.scalars(_CLAIM_LEASE, params).one_or_none()
 
 
 @dataclass(frozen=True)
@@ -559,13 +588,14 @@ def requeue_attempt(
     )
 
 
-def set_provider(session: Session, job_id: str, provider: str) -> None:
-    """Record which vendor is serving the job (for synchronous vendors, at the finish)."""
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
-        .values(provider=provider)
-    )
+# JSON binds where None means "leave the column as it is" (coalesce), not JSON null.
+_KEEP_IF_NONE = JSONB(none_as_null=True)
+_BEGIN_ATTEMPT = text(
+    "UPDATE jobs SET attempts = attempts + 1, provider = :provider,"
+    " usage = coalesce(:usage, usage), inputs = coalesce(:inputs, inputs), updated_at = now()"
+    " WHERE id = :id AND status = 'running'"
+    " AND (CAST(:lease AS text) IS NULL OR lease_id = :lease) RETURNING attempts"
+).bindparams(bindparam("usage", type_=_KEEP_IF_NONE), bindparam("inputs", type_=_KEEP_IF_NONE))
 
 
 def begin_attempt(
@@ -575,18 +605,16 @@ def begin_attempt(
     *,
     lease: str | None = None,
     usage: dict[str, Any] | None = None,
+    inputs: list[dict[str, Any]] | None = None,
 ) -> int | None:
     """Count a vendor submission just before it is made, and name the vendor it goes to;
-    `usage` (with why that vendor was chosen, `usage.routing`) is kept in the same UPDATE.
+    `usage` (with why that vendor was chosen, `usage.routing`) and `inputs` (images just
+    fetched and stored) are kept in the same UPDATE.
 
     None when the job ended (or the step lost its lease) meanwhile: make no call then.
     """
-    values: dict[str, Any] = {"attempts": Job.attempts + 1, "provider": provider}
-    if usage is not None:
-        values["usage"] = usage
-    return session.execute(
-        update(Job).where(*_owned(job_id, lease)).values(**values).returning(Job.attempts)
-    ).scalar_one_or_none()
+    params = {"id": job_id, "provider": provider, "lease": lease, "usage": usage, "inputs": inputs}
+    return session.execute(_BEGIN_ATTEMPT, params).scalar_one_or_none()
 
 
 # usage may be SQL NULL or JSON null before any attempt ended: both read as {}. A row of an
@@ -619,6 +647,28 @@ def note_attempt(
     session.execute(_NOTE_ATTEMPT, values)
 
 
+_FINISH = (
+    select(Job)
+    .from_statement(
+        text(
+            "UPDATE jobs SET status = :status, stage = NULL, lease_id = NULL,"
+            " next_poll_at = NULL, completed_at = now(), updated_at = now(), error = :error,"
+            " outputs = coalesce(:outputs, outputs), usage = coalesce(:usage, usage),"
+            " attempt_log = coalesce(:attempt_log, attempt_log),"
+            " provider = coalesce(:provider, provider)"
+            " WHERE id = :id AND status = ANY(:from_statuses) RETURNING *"
+        ).bindparams(
+            # As the ORM wrote it: a job without an error keeps JSON null, not SQL NULL.
+            bindparam("error", type_=Job.__table__.c.error.type),
+            bindparam("outputs", type_=_KEEP_IF_NONE),
+            bindparam("usage", type_=_KEEP_IF_NONE),
+            bindparam("attempt_log", type_=_KEEP_IF_NONE),
+        )
+    )
+    .execution_options(populate_existing=True)
+)
+
+
 def finish(
     session: Session,
     job_id: str,
@@ -629,28 +679,20 @@ def finish(
     usage: dict | None = None,
     attempt_log: list[dict[str, Any]] | None = None,
     from_statuses: Sequence[str] = (JobStatus.RUNNING,),
+    provider: str | None = None,
 ) -> Job | None:
-    """The atomic finishing claim: one caller moves the job to a terminal state, or nobody."""
+    """The atomic finishing claim: one caller moves the job to a terminal state, or nobody.
+
+    `provider`: the vendor whose result ends the job, named in the same UPDATE."""
     assert status in TERMINAL
-    values: dict[str, Any] = {
-        "status": status,
-        "stage": None,
-        "lease_id": None,
-        "next_poll_at": None,
-        "completed_at": func.now(),
+    params = {
+        "id": job_id,
+        "status": str(status),
         "error": error,
+        "outputs": outputs,
+        "usage": usage,
+        "attempt_log": attempt_log,
+        "provider": provider,
+        "from_statuses": [str(s) for s in from_statuses],
     }
-    if outputs is not None:
-        values["outputs"] = outputs
-    if usage is not None:
-        values["usage"] = usage
-    if attempt_log is not None:
-        values["attempt_log"] = attempt_log
-    job = session.scalars(
-        update(Job)
-        .where(Job.id == job_id, Job.status.in_(from_statuses))
-        .values(**values)
-        .returning(Job)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    ).one_or_none()
-    return job
+    return session.scalars(_FINISH, params).one_or_none()

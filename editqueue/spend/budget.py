@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from editqueue.config import Settings
 from editqueue.errors import EditqueueError
+from editqueue.infra import outbox
 from editqueue.jobs import routing
 from editqueue.models import Job
 from editqueue.spend import prices
@@ -246,9 +247,9 @@ def admit(
     *,
     when: dt.datetime,
     settings: Settings,
-) -> list[int]:
+) -> list[outbox.Message]:
     """Reserve a submission's estimate against the budget (BudgetExceeded when it does not
-    fit) and fire the threshold event if this reservation crossed it; returns outbox ids.
+    fit) and fire the threshold event if this reservation crossed it; returns messages to publish.
 
     No budget or no known estimate: nothing is written."""
     if budget is None or amount is None or amount <= 0:
@@ -262,13 +263,15 @@ def admit(
 # -- settling --------------------------------------------------------------------------------
 
 
-def settle(session: Session, job: Job, *, settings: Settings) -> list[int]:
+def settle(session: Session, job: Job, *, settings: Settings) -> list[outbox.Message]:
     """At a job's end (in its finishing transaction): release its reservation, charge its
-    cost to the month it was created in; returns outbox ids of a threshold event it fired."""
+    cost to the month it was created in; returns the messages of a threshold event it fired."""
     return settle_all(session, [job], settings=settings)
 
 
-def settle_all(session: Session, ended: Sequence[Job], *, settings: Settings) -> list[int]:
+def settle_all(
+    session: Session, ended: Sequence[Job], *, settings: Settings
+) -> list[outbox.Message]:
     """`settle` for jobs ended in one transaction, one statement per tenant and month.
 
     A transaction that ends several jobs (a batch cancel) settles them after it has ended
@@ -283,7 +286,7 @@ def settle_all(session: Session, ended: Sequence[Job], *, settings: Settings) ->
         key = (job.tenant_id, month_of(job.created_at))
         held, charged = totals.get(key, (_ZERO, _ZERO))
         totals[key] = (held + max(estimate, _ZERO), charged + cost)
-    ids: list[int] = []
+    ids: list[outbox.Message] = []
     for (tenant_id, month), (estimate, cost) in sorted(totals.items()):
         params = {"tenant_id": tenant_id, "month": month, "cost": cost, "estimate": estimate}
         row = session.execute(_SETTLE, params).one()
@@ -321,7 +324,7 @@ def threshold_data(tenant_id: str, spend: Spend, budget: Budget, currency: str) 
 
 def _maybe_fire(
     session: Session, tenant_id: str, spend: Spend, budget: Budget, settings: Settings
-) -> list[int]:
+) -> list[outbox.Message]:
     if not crossed(spend, budget):
         return []
     claimed = session.execute(

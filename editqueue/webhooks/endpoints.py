@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from editqueue.errors import EndpointLimitReached, InvalidRequest, NotFound
@@ -149,16 +150,24 @@ def delete_endpoint(session: Session, endpoint: WebhookEndpoint) -> None:
     session.flush()
 
 
-def subscribed_endpoints(
-    session: Session, tenant_id: str, event_type: str
-) -> list[WebhookEndpoint]:
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    """An enabled endpoint that wants an event: all a fan-out needs of it."""
+
+    id: str
+    url: str
+
+
+_ENABLED_ENDPOINTS = text(
+    "SELECT id, url, events FROM webhook_endpoints"
+    " WHERE tenant_id = :tenant_id AND NOT disabled ORDER BY id"
+)
+
+
+def subscribed_endpoints(session: Session, tenant_id: str, event_type: str) -> list[Subscriber]:
     """The tenant's enabled endpoints that want this event type, oldest first."""
-    rows = session.scalars(
-        select(WebhookEndpoint)
-        .where(WebhookEndpoint.tenant_id == tenant_id, WebhookEndpoint.disabled.is_(False))
-        .order_by(WebhookEndpoint.id)
-    )
-    return [e for e in rows if endpoint_wants(e.events or [], event_type)]
+    rows = session.execute(_ENABLED_ENDPOINTS, {"tenant_id": tenant_id})
+    return [Subscriber(r.id, r.url) for r in rows if endpoint_wants(r.events or [], event_type)]
 
 
 def endpoint_to_public(endpoint: WebhookEndpoint, *, with_secret: bool = False) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """From an event to its deliveries: one row per (event, target), in the event's transaction.
 
 Targets are the job's `webhook_url` (when it subscribed to the type) and every enabled
-tenant endpoint subscribed to it. Each row is created leased, with an outbox message that
-hands it to a worker after commit; if that message is lost, the lease runs out and the
-sweep picks the row up. The body is frozen now, so every attempt sends the same bytes.
+tenant endpoint subscribed to it. Each row is created leased and handed to a worker by a
+message published after commit (`outbox.Leased`: the row is its own outbox); if that
+message is lost, the lease runs out and the sweep picks the row up. The body is frozen
+now, so every attempt sends the same bytes.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from editqueue import tasknames
@@ -20,7 +21,7 @@ from editqueue.config import Settings
 from editqueue.ids import new_id
 from editqueue.infra import outbox
 from editqueue.infra.storage import Storage
-from editqueue.models import Delivery, Job, JobEvent, TenantEvent
+from editqueue.models import Job, JobEvent, TenantEvent
 from editqueue.serialize import job_to_public, timestamp
 from editqueue.webhooks.endpoints import subscribed_endpoints
 from editqueue.webhooks.signing import attempt_lease, event_body
@@ -52,6 +53,23 @@ def job_event_targets(session: Session, job: Job, event_type: str) -> list[Targe
     return targets
 
 
+# All of an event's targets in one INSERT. (event_id, url) is unique: re-running a fan-out
+# (a replay) only fills the gaps, and of two targets with the same URL the first (in the
+# order given, kept by the ordinality) is the one created.
+_ADD_DELIVERIES = text(
+    "INSERT INTO deliveries (id, tenant_id, job_id, endpoint_id, event_id, event_type, url,"
+    " payload, state, attempt, lease_id, next_attempt_at)"
+    " SELECT t.id, :tenant_id, :job_id, t.endpoint_id, :event_id, :event_type, t.url,"
+    " :payload, 'pending', 0, t.lease_id, :lease_until"
+    " FROM unnest(CAST(:ids AS text[]), CAST(:urls AS text[]),"
+    "   CAST(:endpoint_ids AS text[]), CAST(:leases AS text[]))"
+    "   WITH ORDINALITY AS t(id, url, endpoint_id, lease_id, n)"
+    " ORDER BY t.n"
+    " ON CONFLICT ON CONSTRAINT uq_deliveries_event_url DO NOTHING"
+    " RETURNING id"
+)
+
+
 def add_deliveries(
     session: Session,
     *,
@@ -62,44 +80,42 @@ def add_deliveries(
     body: str,
     targets: list[Target],
     settings: Settings,
-) -> list[int]:
-    """Insert the deliveries that do not exist yet; returns the outbox ids to publish."""
-    ids = []
+) -> list[outbox.Message]:
+    """Insert the deliveries that do not exist yet; returns the messages to publish."""
+    if not targets:
+        return []
     lease_until = dt.datetime.now(dt.UTC) + dt.timedelta(
         seconds=attempt_lease(settings.webhook_timeout)
     )
-    for target in targets:
-        lease = new_id("lse")
-        # (event_id, url) is unique: re-running a fan-out (a replay) only fills the gaps.
-        created = session.scalar(
-            insert(Delivery)
-            .values(
-                id=new_id("dlv"),
-                tenant_id=tenant_id,
-                job_id=job_id,
-                endpoint_id=target.endpoint_id,
-                event_id=event_id,
-                event_type=event_type,
-                url=target.url,
-                payload=body,
-                state="pending",
-                attempt=0,
-                lease_id=lease,
-                next_attempt_at=lease_until,
-            )
-            .on_conflict_do_nothing(constraint="uq_deliveries_event_url")
-            .returning(Delivery.id)
+    planned = [(new_id("dlv"), new_id("lse")) for _ in targets]
+    created = set(
+        session.scalars(
+            _ADD_DELIVERIES,
+            {
+                "tenant_id": tenant_id,
+                "job_id": job_id,
+                "event_id": event_id,
+                "event_type": event_type,
+                "payload": body,
+                "lease_until": lease_until,
+                "ids": [delivery_id for delivery_id, _ in planned],
+                "leases": [lease for _, lease in planned],
+                "urls": [t.url for t in targets],
+                "endpoint_ids": [t.endpoint_id for t in targets],
+            },
         )
-        if created is not None:
-            ids.append(outbox.add(session, tasknames.DELIVER_WEBHOOK, created, lease))
-    session.flush()
-    return [m.id for m in ids]
+    )
+    return [
+        outbox.Leased(tasknames.DELIVER_WEBHOOK, (delivery_id, lease))
+        for delivery_id, lease in planned
+        if delivery_id in created
+    ]
 
 
 def enqueue_job_event(
     session: Session, job: Job, event: JobEvent, *, storage: Storage, settings: Settings
-) -> list[int]:
-    """Create the deliveries of a job event (same transaction); returns outbox ids to publish."""
+) -> list[outbox.Message]:
+    """Create the deliveries of a job event (same transaction); returns messages to publish."""
     targets = job_event_targets(session, job, event.type)
     if not targets:
         return []
@@ -118,7 +134,7 @@ def enqueue_job_event(
 
 def record_tenant_event(
     session: Session, tenant_id: str, type_: str, data: dict[str, Any], *, settings: Settings
-) -> tuple[TenantEvent, list[int]]:
+) -> tuple[TenantEvent, list[outbox.Message]]:
     """Record an event about the tenant and create its deliveries to subscribed endpoints."""
     event = TenantEvent(
         id=new_id("evt"), tenant_id=tenant_id, type=type_, data=data, at=dt.datetime.now(dt.UTC)

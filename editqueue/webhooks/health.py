@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from editqueue import logs
 from editqueue.config import Settings
+from editqueue.infra import outbox
 from editqueue.models import WebhookEndpoint
 from editqueue.webhooks.endpoints import endpoint_to_public
 from editqueue.webhooks.fanout import record_tenant_event
@@ -28,8 +29,8 @@ DISABLED_EVENT = "webhook_endpoint.disabled"
 
 def disable_endpoint(
     session: Session, endpoint_id: str, reason: str, *, settings: Settings
-) -> list[int]:
-    """Disable an enabled endpoint and announce it; returns outbox ids (none if already off)."""
+) -> list[outbox.Message]:
+    """Disable an enabled endpoint and announce it; returns messages (none if already off)."""
     endpoint = session.scalars(
         update(WebhookEndpoint)
         .where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.disabled.is_(False))
@@ -50,8 +51,8 @@ def disable_endpoint(
 
 def note_outcome(
     session: Session, endpoint_id: str, result: AttemptResult, *, settings: Settings
-) -> list[int]:
-    """Track the endpoint's run of failures after an attempt; returns outbox ids to publish."""
+) -> list[outbox.Message]:
+    """Track the endpoint's run of failures after an attempt; returns messages to publish."""
     if result.ok:
         session.execute(
             update(WebhookEndpoint)

@@ -71,6 +71,20 @@ class TargetLimiter:
                     return None
                 self._changed.wait(wait)
 
+    def try_acquire_quick(self, target: str) -> float | None:
+        """A slot for `target` only if its last attempt here was quick and one is free now.
+
+        For sending in place (the worker that ended a job sends its webhook itself): a
+        target not known to be quick goes through the queue instead, and nothing waits.
+        """
+        with self._changed:
+            running = self._started.get(target, [])
+            now = time.monotonic()
+            if not self._was_quick.get(target) or len(running) >= self._cap(target, running, now):
+                return None
+            self._started.setdefault(target, []).append(now)
+            return now
+
     def release(self, target: str, token: float) -> None:
         """Give back the slot taken at `token`, remembering how quick the attempt was."""
         with self._changed:

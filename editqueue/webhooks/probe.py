@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from editqueue.config import Settings
 from editqueue.ids import new_id
+from editqueue.infra import outbox
 from editqueue.models import TenantEvent, WebhookEndpoint
 from editqueue.serialize import timestamp
 from editqueue.webhooks.fanout import Target, add_deliveries
@@ -19,9 +20,9 @@ TEST_EVENT = "webhook.test"
 
 def send_test_event(
     session: Session, endpoint: WebhookEndpoint, *, settings: Settings
-) -> tuple[TenantEvent, list[int]]:
+) -> tuple[TenantEvent, list[outbox.Message]]:
     """Record a `webhook.test` event and one delivery of it to `endpoint` only (signed and
-    retried like any other); returns the event and the outbox ids to publish after commit."""
+    retried like any other); returns the event and the messages to publish after commit."""
     if endpoint.disabled:
         raise EndpointDisabled(f"endpoint {endpoint.id} is disabled; enable it first")
     now = dt.datetime.now(dt.UTC)

@@ -74,11 +74,11 @@ def _live_target(job: Job) -> ColumnElement[bool]:
 
 def resend_latest_job_event(
     session: Session, job: Job, *, storage: Storage, settings: Settings
-) -> tuple[list[Delivery], list[int]]:
+) -> tuple[list[Delivery], list[outbox.Message]]:
     """Re-send the job's latest webhook event to all its current targets, now.
 
     Targets added since the event (a new endpoint) get a delivery too. Returns the
-    deliveries and the outbox ids to publish after commit.
+    deliveries and the messages to publish after commit.
     """
     event = session.scalar(
         select(JobEvent)
@@ -112,7 +112,7 @@ def request_recovery(
     endpoint: WebhookEndpoint,
     since: dt.datetime,
     until: dt.datetime | None,
-) -> list[int]:
+) -> list[outbox.Message]:
     """Queue the background re-send of the endpoint's failed deliveries in [since, until)."""
     if endpoint.disabled:
         raise EndpointDisabled(
@@ -164,7 +164,7 @@ def _failed_in_window(
 
 def recover_endpoint(
     factory: sessionmaker[Session],
-    publish: Callable[[list[int]], None],
+    publish: Callable[[list[outbox.Message]], None],
     endpoint_id: str,
     since: dt.datetime,
     until: dt.datetime | None,

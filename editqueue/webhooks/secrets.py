@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from editqueue.models import Delivery, Job, Tenant, WebhookEndpoint
+from editqueue.models import Tenant, WebhookEndpoint
 from editqueue.webhooks.signing import generate_secret, secrets_in_force
 
 
@@ -42,15 +43,15 @@ def endpoint_secrets(endpoint: WebhookEndpoint, now: dt.datetime) -> list[str]:
     )
 
 
+_TENANT_SECRETS = text(
+    "SELECT webhook_secret, previous_webhook_secret, previous_webhook_secret_until"
+    " FROM tenants WHERE id = :id"
+)
+
+
 def tenant_secrets(session: Session, tenant_id: str, now: dt.datetime) -> list[str]:
     """The secrets that sign deliveries to per-job webhook URLs of this tenant now."""
-    row = session.execute(
-        select(
-            Tenant.webhook_secret,
-            Tenant.previous_webhook_secret,
-            Tenant.previous_webhook_secret_until,
-        ).where(Tenant.id == tenant_id)
-    ).one()
+    row = session.execute(_TENANT_SECRETS, {"id": tenant_id}).one()
     return secrets_in_force(row[0], row[1], row[2], now)
 
 
@@ -64,8 +65,34 @@ class Destination:
     failing: bool = False
 
 
+class Routed(Protocol):
+    """What routing reads of a delivery: a `Delivery` row, or the engine's claimed copy."""
+
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def job_id(self) -> str | None: ...
+    @property
+    def endpoint_id(self) -> str | None: ...
+    @property
+    def url(self) -> str: ...
+
+
+_ENDPOINT_TARGET = text(
+    "SELECT url, disabled, failing_since, secret, previous_secret, previous_secret_until"
+    " FROM webhook_endpoints WHERE id = :id"
+)
+# The job's URL and the tenant's secrets in one trip; the tenant row always exists while
+# its deliveries do (they cascade with it), the job's may be gone.
+_JOB_TARGET = text(
+    "SELECT j.webhook_url, t.webhook_secret, t.previous_webhook_secret,"
+    " t.previous_webhook_secret_until"
+    " FROM tenants t LEFT JOIN jobs j ON j.id = :job_id WHERE t.id = :tenant_id"
+)
+
+
 def delivery_destination(
-    session: Session, delivery: Delivery, now: dt.datetime
+    session: Session, delivery: Routed, now: dt.datetime
 ) -> Destination | None:
     """The endpoint's current URL and secrets, or the job's URL and the tenant's secrets.
 
@@ -75,17 +102,23 @@ def delivery_destination(
     no per-job URL to fall back on).
     """
     if delivery.endpoint_id:
-        endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
+        endpoint = session.execute(_ENDPOINT_TARGET, {"id": delivery.endpoint_id}).one_or_none()
         if endpoint is None or endpoint.disabled:
             return None
-        return Destination(
-            endpoint.url, endpoint_secrets(endpoint, now), endpoint.failing_since is not None
+        secrets = secrets_in_force(
+            endpoint.secret, endpoint.previous_secret, endpoint.previous_secret_until, now
         )
+        return Destination(endpoint.url, secrets, endpoint.failing_since is not None)
     if delivery.job_id is None:
         return None
+    job = session.execute(
+        _JOB_TARGET, {"job_id": delivery.job_id, "tenant_id": delivery.tenant_id}
+    ).one()
     # Without an endpoint, only the job's own webhook_url is a target; any other URL
     # belonged to an endpoint since deleted (the foreign key cleared endpoint_id).
-    job_url = session.scalar(select(Job.webhook_url).where(Job.id == delivery.job_id))
-    if job_url != delivery.url:
+    if job.webhook_url != delivery.url:
         return None
-    return Destination(delivery.url, tenant_secrets(session, delivery.tenant_id, now))
+    secrets = secrets_in_force(
+        job.webhook_secret, job.previous_webhook_secret, job.previous_webhook_secret_until, now
+    )
+    return Destination(delivery.url, secrets)

@@ -143,7 +143,7 @@ def test_batch_completed_is_delivered_once_when_the_last_job_ends(
     settings = load_settings(webhook_timeout=3.0)
     storage = open_storage(f"file://{stack.storage_dir}", public_url="http://x", signing_key=b"k")
     with transaction(sessions) as session:
-        batch = Batch(id=new_id("bat"), tenant_id=tenant.id, total=3, meta={})
+        batch = Batch(id=new_id("bat"), tenant_id=tenant.id, total=3, live_jobs=3, meta={})
         session.add(batch)
         session.flush()
         job_ids = [new_id("job") for _ in range(3)]

@@ -25,11 +25,8 @@ from editqueue.config import Settings, load_settings
 from editqueue.db import make_engine, make_session_factory, transaction
 from editqueue.ids import new_id
 from editqueue.infra.netguard import guarded_client
-from editqueue.infra.storage import open_storage
-from editqueue.jobs import lifecycle
-from editqueue.models import Batch, Delivery, DeliveryAttempt, Job, TenantEvent, WebhookEndpoint
+from editqueue.models import Delivery, DeliveryAttempt, Job, TenantEvent, WebhookEndpoint
 from editqueue.tenants import create_api_key, create_tenant
-from editqueue.webhooks import batches as webhook_batches
 from editqueue.webhooks import delivery as deliveries
 from editqueue.webhooks.fanout import Target, add_deliveries
 from editqueue.webhooks.limits import TargetLimiter
@@ -409,20 +406,7 @@ def test_a_full_target_puts_the_attempt_back_without_counting_it(
     assert attempts_of(factory, row.id) == []
 
 
-# -- batch.completed ------------------------------------------------------------------------------
-
-
-def _running_batch(
-    factory: sessionmaker[Session], tenant_id: str, size: int
-) -> tuple[str, list[str]]:
-    with transaction(factory) as session:
-        batch = Batch(id=new_id("bat"), tenant_id=tenant_id, total=size, meta={"run": "x"})
-        session.add(batch)
-        session.flush()
-        ids = [new_id("job") for _ in range(size)]
-        for job_id in ids:
-            session.add(_running_job(job_id, tenant_id, batch.id))
-    return batch.id, ids
+# -- jobs (tests/integration/test_batch_completion.py covers batch.completed) -------------------
 
 
 def _running_job(
@@ -455,51 +439,6 @@ def _running_job(
         created_at=now,
         started_at=now,
     )
-
-
-def test_batch_completed_fires_once_even_when_the_last_jobs_end_together(
-    factory: sessionmaker[Session], engine_db: str, redis_url: str, tenant_id: str, tmp_path
-) -> None:
-    settings = settings_for(engine_db, redis_url)
-    storage = open_storage(f"file://{tmp_path}", public_url="http://x", signing_key=b"k")
-    with serve() as receiver:
-        add_endpoint(factory, tenant_id, receiver.url)
-    batch_id, (first, second) = _running_batch(factory, tenant_id, 2)
-    # Both jobs end in concurrent transactions: each sees the other still running.
-    one, two = factory(), factory()
-    with one.begin(), two.begin():
-        for session, job_id, state in ((one, first, "succeeded"), (two, second, "failed")):
-            finished = lifecycle.complete_job(
-                session, job_id, state, storage=storage, settings=settings, outputs=[]
-            )
-            assert finished is not None
-            assert webhook_batches.claim_completion(session, batch_id) is None
-    one.close()
-    two.close()
-    # The checks queued by both commits run afterwards: exactly one wins.
-    fired = []
-    for _ in range(2):
-        with transaction(factory) as session:
-            fired.append(webhook_batches.complete_if_done(session, batch_id, settings=settings))
-    assert [bool(ids) for ids in fired] == [True, False]
-    with factory() as session:
-        [event] = session.scalars(
-            select(TenantEvent).where(
-                TenantEvent.type == "batch.completed", TenantEvent.tenant_id == tenant_id
-            )
-        )
-        assert event.data["id"] == batch_id and event.data["object"] == "batch"
-        assert event.data["counts"] == {
-            "total": 2,
-            "queued": 0,
-            "running": 0,
-            "succeeded": 1,
-            "failed": 1,
-            "canceled": 0,
-        }
-        assert event.data["job_ids"] == sorted([first, second])
-        batch = session.get(Batch, batch_id)
-        assert batch is not None and batch.completed_at is not None
 
 
 def test_a_pending_delivery_follows_its_endpoints_new_url(

@@ -69,9 +69,9 @@ def finish_jobs(stack: Stack, sessions: sessionmaker[Session], tenant_id: str, c
 
     # A few writers at once: the setup is round trips, not work.
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        outbox_ids = [i for ids in pool.map(fan_out, [jobs[n::4] for n in range(4)]) for i in ids]
+        messages = [i for ids in pool.map(fan_out, [jobs[n::4] for n in range(4)]) for i in ids]
     publisher = make_publisher(make_publisher_app(settings))
-    assert outbox.publish_now(sessions, publisher, outbox_ids) == len(outbox_ids)
+    assert outbox.publish_now(sessions, publisher, messages) == len(messages)
 
 
 def _endpoint(tenant: TenantClient, url: str) -> dict:
