@@ -11,7 +11,7 @@ from api import budgets
 from api.auth import current_tenant_id
 from api.bodies import idempotency_key, json_object
 from api.errors import ApiProblem, validation_errors
-from api.offload import run_blocking, run_sized
+from api.offload import run_all, run_blocking, run_sized
 from api.openapi import header_param, operation
 from api.state import db, services
 from editqueue.infra import outbox
@@ -100,7 +100,7 @@ def create() -> tuple[Response, int, dict[str, str]]:
         tenant_id=tenant_id,
         settings=svc.settings,
         storage=svc.storage,
-        inline=InlineImages(run_blocking),
+        inline=InlineImages(run_blocking, run_all=run_all),
     )
     limit = budgets.tenant_budget()
     amount = budgets.estimate_jobs(new_jobs) if limit is not None else None
@@ -112,16 +112,16 @@ def create() -> tuple[Response, int, dict[str, str]]:
         idempotency_key=key,
         request_hash=request_hash,
     )
-    outbox_ids: list[int] = []
+    messages: list[outbox.Message] = []
     if limit is not None and not created.replayed:
         # One reservation for the whole batch: it fits, or no job of it is created.
-        outbox_ids = budgets.admit(
+        messages = budgets.admit(
             session, tenant_id, new_jobs, amount, limit, when=created.batch.created_at
         )
     session.commit()
     if created.replayed:
         return _replayed(created.batch)
-    outbox.publish_committed(session, svc.publisher, outbox_ids)
+    outbox.publish_committed(session, svc.publisher, messages)
     svc.ring_dispatcher()
     # Just inserted: every job is queued, so the counts need no query.
     counts = batches.all_queued_counts(len(created.job_ids))
@@ -154,9 +154,9 @@ def cancel(batch_id: str) -> Response:
     svc = services()
     session = db()
     tenant_id = current_tenant_id()
-    outbox_ids = batches.cancel_batch(
+    messages = batches.cancel_batch(
         session, tenant_id, batch_id, storage=svc.storage, settings=svc.settings
     )
     session.commit()
-    outbox.publish_committed(session, svc.publisher, outbox_ids)
+    outbox.publish_committed(session, svc.publisher, messages)
     return jsonify(batches.describe(session, batches.get_batch(session, tenant_id, batch_id)))

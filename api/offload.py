@@ -10,6 +10,7 @@ Outside a gevent-patched process (tests, tools) the work simply runs in place.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import sys
 from collections.abc import Callable
@@ -23,8 +24,14 @@ OFFLOAD_BYTES = 1024 * 1024
 # holds its pixels (~150 MB for 36 Mpx), so this also bounds the memory decodes take.
 THREADS = 2
 
+# Threads per API process for many small writes at once (a batch's inline images): they
+# wait on the disk, not the CPU, so more of them than cores let their fsyncs overlap.
+WRITE_THREADS = 16
+
 _pool: Any = None
 _pool_pid: int | None = None
+_write_pool: Any = None
+_write_pool_pid: int | None = None
 
 
 def _gevent_pool() -> Any:
@@ -55,3 +62,28 @@ def run_blocking(fn: Callable[..., T], *args: Any) -> T:
 def run_sized(size: int, fn: Callable[..., T], *args: Any) -> T:
     """``run_blocking`` for work on ``size`` bytes over OFFLOAD_BYTES, else ``fn(*args)``."""
     return run_blocking(fn, *args) if size > OFFLOAD_BYTES else fn(*args)
+
+
+def run_all(fn: Callable[..., T], calls: list[tuple[Any, ...]]) -> list[T]:
+    """``[fn(*args) for args in calls]``, run side by side on threads; raises the first error.
+
+    Under gevent on a pool of real threads of its own; elsewhere on a short-lived one.
+    """
+    if len(calls) < 2:
+        return [fn(*args) for args in calls]
+    pool = _gevent_write_pool()
+    if pool is None:
+        with concurrent.futures.ThreadPoolExecutor(WRITE_THREADS) as executor:
+            return list(executor.map(lambda args: fn(*args), calls))
+    return list(pool.map(lambda args: fn(*args), calls))
+
+
+def _gevent_write_pool() -> Any:
+    global _write_pool, _write_pool_pid
+    if _gevent_pool() is None:
+        return None
+    if _write_pool is None or _write_pool_pid != os.getpid():
+        from gevent.threadpool import ThreadPool
+
+        _write_pool, _write_pool_pid = ThreadPool(WRITE_THREADS), os.getpid()
+    return _write_pool

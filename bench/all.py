@@ -29,9 +29,9 @@ def reports(quick: bool) -> list[Report]:
             ),
             ("bench.e2e --jobs 100 --runs 1", e2e.run, e2e.E2EConfig(jobs=100, runs=1)),
             (
-                "bench.inflight --jobs 300 --latency 10 --budget 180",
+                "bench.inflight --jobs 300 --latency 10 --budget 180 --baseline-jobs 300",
                 inflight.run,
-                inflight.InflightConfig(jobs=300, latency=10, budget=180),
+                inflight.InflightConfig(jobs=300, latency=10, budget=180, baseline_jobs=300),
             ),
             ("bench.latency --jobs 10", latency.run, latency.LatencyConfig(jobs=10)),
         ]

@@ -24,6 +24,7 @@ ignored: through a proxy, the address we check would be the proxy's, not the tar
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import socket
@@ -263,10 +264,17 @@ def check_url(
     are left to the connect-time check of ``GuardedTransport``.
     """
     try:
-        parsed = httpx.URL(url)
+        parsed = _parse_url(url)
     except (httpx.InvalidURL, TypeError):
         raise UnsafeURL("not a valid URL") from None
     _check_parsed(parsed, tuple(allowed), schemes, resolve)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_url(url: str) -> httpx.URL:
+    # Parsing is pure and httpx.URL immutable; a batch often sends one image URL with many
+    # prompts, and httpx's parser is most of intake's time per job. Lookups stay uncached.
+    return httpx.URL(url)
 
 
 # -- connect-time guard ----------------------------------------------------------------

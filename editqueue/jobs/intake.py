@@ -13,6 +13,7 @@ loop keeps serving other requests meanwhile).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -46,6 +47,8 @@ class Upload:
 
 T = TypeVar("T")
 RunBlocking = Callable[..., Any]  # run_blocking(fn, *args) returns fn(*args)
+# run_all(fn, [args, ...]) returns [fn(*args), ...], the calls running concurrently.
+RunAll = Callable[[Callable[..., Any], list[tuple[Any, ...]]], list[Any]]
 
 # Inline pixels one request may ask us to decode: ten images at the 36-Mpx model limit,
 # i.e. one full Seedream job (~4 s of decoding). More must come as URLs or several requests.
@@ -72,9 +75,17 @@ class InlineImages:
     """One request's client-sent images: decoded once each, within a pixel budget."""
 
     def __init__(
-        self, run_blocking: RunBlocking = call_directly, *, max_pixels: int = MAX_INLINE_PIXELS
+        self,
+        run_blocking: RunBlocking = call_directly,
+        *,
+        max_pixels: int = MAX_INLINE_PIXELS,
+        run_all: RunAll | None = None,
     ) -> None:
         self._run = run_blocking
+        # Given: `store` only queues, and `write_pending` writes the queue concurrently.
+        self._run_all = run_all
+        self._pending: list[tuple[Storage, str, bytes, str]] = []
+        self._digests: dict[bytes, str] = {}
         self.max_pixels = max_pixels
         self.reserved_pixels = 0
         self._loaded: dict[str, bytes | ImageRejected] = {}
@@ -121,10 +132,34 @@ class InlineImages:
         return _result(self._checked[key])
 
     def store(self, storage: Storage, key: str, data: bytes, content_type: str) -> StoredObject:
-        """``storage.put``, through ``run_blocking`` when it would block on a large write."""
+        """``storage.put``, through ``run_blocking`` when it would block on a large write.
+
+        With ``run_all``, the write is queued for ``write_pending`` and what it will have
+        written is returned now (the key, size and digest do not depend on the write).
+        """
+        if self._run_all is not None:
+            self._pending.append((storage, key, data, content_type))
+            if data not in self._digests:
+                self._digests[data] = hashlib.sha256(data).hexdigest()
+            return StoredObject(key, len(data), self._digests[data], content_type)
         blocking = getattr(storage, "blocking_put", False) and len(data) > OFFLOAD_BYTES
         run = self._run if blocking else call_directly
         return run(storage.put, key, data, content_type)
+
+    def write_pending(self) -> None:
+        """Write what ``store`` queued, all at once; StorageError if any write failed.
+
+        A batch of inline images is a thousand small files, each written durably (fsync
+        of the file and of its directory): one after another that was most of the
+        request; side by side, the file system commits many of them in one journal flush.
+        """
+        pending, self._pending = self._pending, []
+        if pending and self._run_all is not None:
+            self._run_all(_put, pending)
+
+
+def _put(storage: Storage, key: str, data: bytes, content_type: str) -> StoredObject:
+    return storage.put(key, data, content_type)
 
 
 def _result(value: T | ImageRejected) -> T:

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.slow
 
 def test_submit_bench_runs() -> None:
     report = submit.run(submit.SubmitConfig(runs=1, seconds=1, batch_size=20, threads=2))
-    assert len(report.rows) == 3 and "bare" in report.rows[0][0]
+    assert len(report.rows) == 4 and "bare" in report.rows[0][0]
+    assert "inline" in report.rows[3][0] and report.rows[3][1].endswith(" s")
 
 
 def test_e2e_bench_runs() -> None:
@@ -23,8 +24,10 @@ def test_e2e_bench_runs() -> None:
 
 
 def test_inflight_bench_runs() -> None:
-    report = inflight.run(inflight.InflightConfig(jobs=20, latency=2, workers=1, budget=90))
+    config = inflight.InflightConfig(jobs=20, latency=2, workers=1, budget=90, baseline_jobs=10)
+    report = inflight.run(config)
     assert report.rows[0][1] == "20 / 20"
+    assert report.rows[1][1].endswith("(10 / 10 jobs)")
 
 
 def test_latency_bench_runs() -> None:
