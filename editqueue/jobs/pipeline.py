@@ -113,6 +113,12 @@ class Context:
         return True
 
 
+# A vendor that calls back wakes the job itself when its task ends; polling it is then only
+# the safety net for a lost callback, so it runs this many times less often. With 10,000
+# KIE jobs at 30 s, polls every 2 s were a fifth of all the work.
+CALLBACK_POLL_FACTOR = 4.0
+
+
 def poll_delay(age_seconds: float, scale: float = 1.0) -> float:
     """Back off polling as a task ages: 2 s at first, 5 s after 30 s, 15 s after 2 min."""
     if age_seconds < 30:
@@ -380,7 +386,7 @@ def _handle_status(ctx: Context, job: Job, name: str, status: TaskStatus, *, fir
                 job.id,
                 provider=name,
                 task_id=status.task_id or "",
-                delay=poll_delay(0, ctx.settings.poll_scale),
+                delay=_poll_delay(ctx, name, 0),
                 usage=usage,
                 lease=job.lease_id,
             )
@@ -394,13 +400,20 @@ def _handle_status(ctx: Context, job: Job, name: str, status: TaskStatus, *, fir
         _schedule_poll(ctx, job, {"state": "running", "progress": status.progress})
 
 
+def _poll_delay(ctx: Context, name: str, age: float) -> float:
+    """When to look at a vendor task of this age next (later for a vendor that calls back)."""
+    calls_back = ctx.available(name) and ctx.provider(name).supports_callback
+    factor = CALLBACK_POLL_FACTOR if calls_back else 1.0
+    return poll_delay(age, ctx.settings.poll_scale * factor)
+
+
 def _schedule_poll(ctx: Context, job: Job, detail: dict[str, Any]) -> None:
     age = (_now() - (job.started_at or _now())).total_seconds()
     with ctx.sessions() as session, session.begin():
         scheduled = jobs.schedule(
             session,
             job.id,
-            delay=poll_delay(age, ctx.settings.poll_scale),
+            delay=_poll_delay(ctx, job.provider or "", age),
             lease=job.lease_id,
             poll_count=job.poll_count + 1,
         )

@@ -80,6 +80,33 @@ def test_a_callback_vendor_is_given_the_job_callback_url(sessions) -> None:
     assert url == f"{h.ctx.settings.public_url}/v1/callbacks/ark/{token}"
 
 
+def _poll_wait(h: Harness, job_id: str) -> float:
+    job = h.job(job_id)
+    assert job.next_poll_at is not None
+    return (job.next_poll_at - dt.datetime.now(dt.UTC)).total_seconds()
+
+
+def test_a_vendor_that_calls_back_is_polled_less_often(sessions) -> None:
+    # Polls are only the safety net for a lost callback: CALLBACK_POLL_FACTOR × the usual.
+    scale = 100.0  # seconds large enough to tell the two apart on a loaded machine
+    callbacks = make_harness(sessions, {"kie": FakeProvider("kie", supports_callback=True)})
+    polled = make_harness(sessions, {"ark": FakeProvider("ark")})
+    waits = []
+    for h, name in ((callbacks, "kie"), (polled, "ark")):
+        h.ctx.settings = h.ctx.settings.model_copy(update={"poll_scale": scale})
+        h.vendor(name).script(submit=[fake.task("t-1")])
+        job_id = h.new_job()
+        assert h.submit(job_id).stage == "wait"
+        waits.append(_poll_wait(h, job_id))
+    usual = pipeline.poll_delay(0, scale)
+    assert usual - 5 < waits[1] <= usual
+    assert (
+        usual * pipeline.CALLBACK_POLL_FACTOR - 5
+        < waits[0]
+        <= usual * pipeline.CALLBACK_POLL_FACTOR
+    )
+
+
 def test_a_url_input_is_fetched_once_stored_and_kept_on_the_row(two: Harness) -> None:
     two.user_images[IMAGE_URL] = png_answer
     job_id = two.new_job(url=IMAGE_URL)
