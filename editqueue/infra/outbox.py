@@ -63,12 +63,10 @@ def publish_now(
     factory: sessionmaker[Session], publisher: Publisher, messages: Sequence[Message]
 ) -> int:
     """Publish the given messages after their commit; leave them to the relay on failure."""
-    ids = [m for m in messages if isinstance(m, int)]
-    sent = _publish_leased(publisher, messages)
-    if not ids:
-        return sent
+    if not any(isinstance(m, int) for m in messages):
+        return _publish_leased(publisher, messages)  # no outbox row: no connection needed
     with factory() as session:
-        return sent + _publish_rows(session, publisher, ids)
+        return publish_committed(session, publisher, messages)
 
 
 def publish_committed(session: Session, publisher: Publisher, messages: Sequence[Message]) -> int:

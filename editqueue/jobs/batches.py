@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import TextClause, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -197,13 +197,17 @@ def _rows_json(rows: list[dict[str, Any]]) -> str:
 
 
 def _json_value(value: Any) -> str:
-    if isinstance(value, dt.datetime | Decimal):
-        return value.isoformat() if isinstance(value, dt.datetime) else str(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
     raise TypeError(f"{type(value).__name__} is not a column value")
 
 
 @functools.cache
-def _insert_rows_statement(job_columns: tuple[str, ...], event_columns: tuple[str, ...]) -> Any:
+def _insert_rows_statement(
+    job_columns: tuple[str, ...], event_columns: tuple[str, ...]
+) -> TextClause:
     """The jobs and their `job.created` events, each sent as one JSON array of rows.
 
     PostgreSQL unpacks the arrays (jsonb_populate_recordset casts each value to its

@@ -80,9 +80,9 @@ class Context:
             self.sessions, self.settings.lease_seconds, time_limit=self.settings.step_time_limit
         )
 
-    def publish(self, ids: list[outbox.Message]) -> None:
-        """Publish outbox messages right after their transaction committed."""
-        outbox.publish_now(self.sessions, self.publisher, ids)
+    def publish(self, messages: list[outbox.Message]) -> None:
+        """Publish messages right after their transaction committed."""
+        outbox.publish_now(self.sessions, self.publisher, messages)
 
     def hand_over(self, messages: list[outbox.Message]) -> None:
         """After their transaction committed: run here what `run_here` takes, publish the rest.
@@ -96,8 +96,8 @@ class Context:
         here = [m for m in messages if isinstance(m, outbox.Leased)]
         self.publish([m for m in messages if not isinstance(m, outbox.Leased)])
         # One broker round trip, one task and one claim fewer per webhook sent in place.
-        handed_back = [m for m in map(self.run_here, here) if m is not None]
-        self.publish(list(handed_back))
+        handed_back: list[outbox.Message] = [m for m in map(self.run_here, here) if m is not None]
+        self.publish(handed_back)
 
     def job_ended(self, messages: list[outbox.Message]) -> None:
         """After a job's end committed: refill its tenant's slot and send its webhooks."""

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     Select,
     TextClause,
     bindparam,
@@ -112,6 +113,11 @@ def record_event(
     return event if written else None
 
 
+def _event_binds() -> list[BindParameter[Any]]:
+    """Typed binds for a job event's columns (all but `terminal`, which each INSERT sets)."""
+    return [bindparam(c.name, type_=c.type) for c in _EVENTS.columns if c.name != "terminal"]
+
+
 @functools.lru_cache(maxsize=1)
 def _terminal_event_statement() -> TextClause:
     """INSERT of the terminal event (its finishing claim already won: no condition)."""
@@ -119,8 +125,7 @@ def _terminal_event_statement() -> TextClause:
         "INSERT INTO job_events (id, job_id, tenant_id, type, terminal, detail, at)"
         " VALUES (:id, :job_id, :tenant_id, :type, true, :detail, :at)"
     )
-    binds = [bindparam(c.name, type_=c.type) for c in _EVENTS.columns if c.name != "terminal"]
-    return text(sql).bindparams(*binds)
+    return text(sql).bindparams(*_event_binds())
 
 
 @functools.lru_cache(maxsize=1)
@@ -136,8 +141,7 @@ def _live_event_statement() -> TextClause:
         " WHERE jobs.id = :job_id AND jobs.status IN ('queued', 'running')"
         " FOR SHARE RETURNING job_events.id"
     )
-    binds = [bindparam(c.name, type_=c.type) for c in _EVENTS.columns if c.name != "terminal"]
-    return text(sql).bindparams(*binds)
+    return text(sql).bindparams(*_event_binds())
 
 
 def find_by_idempotency_key(session: Session, tenant_id: str, key: str) -> Job | None:

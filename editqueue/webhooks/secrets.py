@@ -43,18 +43,6 @@ def endpoint_secrets(endpoint: WebhookEndpoint, now: dt.datetime) -> list[str]:
     )
 
 
-_TENANT_SECRETS = text(
-    "SELECT webhook_secret, previous_webhook_secret, previous_webhook_secret_until"
-    " FROM tenants WHERE id = :id"
-)
-
-
-def tenant_secrets(session: Session, tenant_id: str, now: dt.datetime) -> list[str]:
-    """The secrets that sign deliveries to per-job webhook URLs of this tenant now."""
-    row = session.execute(_TENANT_SECRETS, {"id": tenant_id}).one()
-    return secrets_in_force(row[0], row[1], row[2], now)
-
-
 @dataclass(frozen=True)
 class Destination:
     """Where a delivery goes now and the secrets that sign it."""
