@@ -26,6 +26,9 @@ _MAX_CACHED = 10_000
 # only live keys are kept.
 _owners: dict[str, tuple[KeyOwner, float, bytes]] = {}
 GENERATION_EXTENSION = "editqueue_key_generation"
+# Installed by api/rate_limit.py: (owner) → the generation, read in the same round trip that
+# counts the request against the owner's limit; None when it could not.
+COUNTING_GENERATION_READER = "editqueue_counting_generation_reader"
 
 
 def _unauthorized(detail: str) -> ApiProblem:
@@ -44,8 +47,14 @@ def _generation() -> bytes | None:
 
 def _owner(digest: str) -> KeyOwner | None:
     now = time.monotonic()
-    generation = _generation()
     cached = _owners.get(digest)
+    generation = None
+    if cached is not None and cached[1] > now:
+        counting_reader = current_app.extensions.get(COUNTING_GENERATION_READER)
+        if counting_reader is not None:
+            generation = counting_reader(cached[0])
+    if generation is None:
+        generation = _generation()
     if cached is not None and cached[1] > now and cached[2] == generation:
         return cached[0]
     owner = find_key_owner(db(), digest)

@@ -26,14 +26,17 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import redis
 from flask import Flask, Response, current_app, g
 
-from api.auth import current_key
+from api.auth import COUNTING_GENERATION_READER, current_key
 from api.errors import ApiProblem
 from api.state import services
 from editqueue import logs
+from editqueue.infra import key_generation
+from editqueue.tenants import KeyOwner
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +47,12 @@ EXTENSION = "editqueue_rate_limit"
 
 # KEYS[1]: the key's bucket; ARGV[1]: emission interval (µs per request); ARGV[2]: burst.
 # The bucket holds the "theoretical arrival time" (TAT) of the next request in µs.
-# Returns {allowed, remaining, retry_after_us, reset_after_us}.
+# KEYS[2], when given, is the key-generation counter (editqueue/infra/key_generation.py):
+# a request whose key owner is cached confirms the cache and is counted in one round trip.
+# Returns {allowed, remaining, retry_after_us, reset_after_us, generation or nil}.
 GCRA_SCRIPT = """
+local generation = false
+if KEYS[2] then generation = redis.call('GET', KEYS[2]) end
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local clock = redis.call('TIME')
@@ -55,10 +62,10 @@ if tat < now then tat = now end
 local new_tat = tat + interval
 local allow_at = new_tat - burst * interval
 if now < allow_at then
-  return {0, 0, allow_at - now, tat - now}
+  return {0, 0, allow_at - now, tat - now, generation}
 end
 redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
-return {1, math.floor((now - allow_at) / interval), 0, new_tat - now}
+return {1, math.floor((now - allow_at) / interval), 0, new_tat - now, generation}
 """
 
 
@@ -111,13 +118,25 @@ class Limiter:
 
     def check(self, bucket: str, rate: float) -> Decision | None:
         """Count one request against the bucket; None when the limit cannot be checked."""
+        counted = self._run([f"editqueue:ratelimit:{bucket}"], rate)
+        return None if counted is None else counted[0]
+
+    def check_reading_generation(self, bucket: str, rate: float) -> tuple[Decision, bytes] | None:
+        """`check`, also reading the key-generation counter (b"" before its first change)."""
+        counted = self._run([f"editqueue:ratelimit:{bucket}", key_generation.GENERATION_KEY], rate)
+        if counted is None:
+            return None
+        decision, generation = counted
+        return decision, generation if isinstance(generation, bytes) else b""
+
+    def _run(self, keys: list[str], rate: float) -> tuple[Decision, object] | None:
         if self._script is None or time.monotonic() < self._down_until:
             return None
         burst = max(1, round(rate * BURST_FACTOR))
         interval_us = max(1, round(1_000_000 / rate))
         try:
-            allowed, remaining, retry_us, reset_us = self._script(
-                keys=[f"editqueue:ratelimit:{bucket}"], args=[interval_us, burst]
+            allowed, remaining, retry_us, reset_us, *generation = self._script(
+                keys=keys, args=[interval_us, burst]
             )
         except redis.RedisError as exc:
             self._down_until = time.monotonic() + OUTAGE_BACKOFF_SECONDS
@@ -126,7 +145,7 @@ class Limiter:
                 extra=logs.fields(seconds=OUTAGE_BACKOFF_SECONDS, error=type(exc).__name__),
             )
             return None
-        return Decision(
+        decision = Decision(
             allowed=bool(allowed),
             limit=burst,
             window=max(1, round(burst / rate)),
@@ -134,6 +153,7 @@ class Limiter:
             retry_after=int(retry_us) / 1_000_000,
             reset_after=int(reset_us) / 1_000_000,
         )
+        return decision, (generation[0] if generation else None)
 
 
 def _rate_for(key_rate: int | None) -> float:
@@ -152,8 +172,12 @@ def enforce() -> None:
     rate = _rate_for(key.rate_limit)
     if rate <= 0:
         return
-    limiter: Limiter = current_app.extensions[EXTENSION]
-    decision = limiter.check(key_id, rate)
+    counted = g.pop("rate_limit_counted", None)
+    if counted is not None and counted[:2] == (key_id, rate):
+        decision = counted[2]  # counted by auth's key lookup (`_count_reading_generation`)
+    else:
+        limiter: Limiter = current_app.extensions[EXTENSION]
+        decision = limiter.check(key_id, rate)
     if decision is None:
         return
     g.rate_limit = decision
@@ -165,6 +189,22 @@ def enforce() -> None:
             title="Too many requests",
             headers=decision.headers(),
         )
+
+
+def _count_reading_generation(limiter: Limiter, owner: KeyOwner) -> bytes | None:
+    """Auth's lookup of a cached key: count the request and read the key generation in one
+    round trip. None (nothing counted) when the key is not limited or Redis is away."""
+    rate = _rate_for(owner.rate_limit)
+    if rate <= 0:
+        return None
+    counted = limiter.check_reading_generation(owner.key_id, rate)
+    if counted is None:
+        return None
+    decision, generation = counted
+    # When the generation moved, auth reads the key again; `enforce` keeps this count only
+    # if the key and its rate came back the same (else that one request counts twice).
+    g.rate_limit_counted = (owner.key_id, rate, decision)
+    return generation
 
 
 def add_headers(response: Response) -> Response:
@@ -194,7 +234,9 @@ def init_app(app: Flask, redis_url: str | None) -> None:
         )
     else:
         log.warning("api.rate_limit.off")
-    app.extensions[EXTENSION] = Limiter(client)
+    limiter = Limiter(client)
+    app.extensions[EXTENSION] = limiter
+    app.extensions[COUNTING_GENERATION_READER] = partial(_count_reading_generation, limiter)
     app.before_request(enforce)
     app.after_request(add_headers)
     _document_429(app)

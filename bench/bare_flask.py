@@ -1,7 +1,7 @@
 """The submit baseline: a bare Flask endpoint doing one INSERT into a jobs-like table.
 
 Served by the same gunicorn command line as the API (`editqueue.processes.api_argv`, the
-app target swapped) and the same engine settings (`editqueue.db.make_engine`), so the gap
+app target swapped) and the same engine as the API (`api.app.make_api_engine`), so the gap
 to `POST /v1/jobs` is what editqueue does per job: auth, rate limit, validation, the job,
 event and outbox rows, the broker publish.
 """
@@ -15,7 +15,7 @@ import secrets
 from flask import Flask, Response, request
 from sqlalchemy import text
 
-from editqueue.db import make_engine
+from api.app import make_api_engine
 from editqueue.standalone.processes import api_argv
 
 APP_TARGET = "bench.bare_flask:create_app()"
@@ -45,7 +45,7 @@ def argv(bind: str) -> list[str]:
 
 def create_app() -> Flask:
     """The app: `POST /jobs` stores the body's fields in one INSERT and answers 202."""
-    engine = make_engine(os.environ["DATABASE_URL"])
+    engine = make_api_engine(os.environ["DATABASE_URL"])
     app = Flask(__name__)
 
     @app.post("/jobs")

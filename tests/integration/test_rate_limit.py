@@ -104,3 +104,20 @@ def test_429_is_documented_on_authenticated_operations(stack) -> None:
         op for path in spec["paths"].values() for op in path.values() if "security" not in op
     ]
     assert unauthenticated and all("429" not in op["responses"] for op in unauthenticated)
+
+
+def test_a_cached_key_is_counted_once_per_request(
+    database_url: str, redis_url: str, tmp_path, tenant: TenantClient, sessions
+) -> None:
+    # One process: after the first request the key's owner is cached, and auth's lookup
+    # counts the request in the same script that reads the key generation. Counted twice,
+    # only 2 of the burst of 4 would pass.
+    set_rate_limit(sessions, tenant, 2)
+    settings = load_settings(
+        DATABASE_URL=database_url, REDIS_URL=redis_url, storage_url=f"file://{tmp_path}"
+    )
+    client = create_app(settings).test_client()
+    auth = {"Authorization": f"Bearer {tenant.key}"}
+    responses = [client.get("/v1/jobs", headers=auth) for _ in range(6)]
+    assert [r.status_code for r in responses] == [200] * 4 + [429] * 2
+    assert [r.headers["RateLimit-Remaining"] for r in responses[:4]] == ["3", "2", "1", "0"]
