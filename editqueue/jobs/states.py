@@ -16,9 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
-    BindParameter,
     Select,
-    TextClause,
     bindparam,
     func,
     literal_column,
@@ -30,7 +28,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 from ulid import ULID
 
-from editqueue.db import affected_rows
+from editqueue.db import DriverStatement, affected_rows
 from editqueue.errors import NotFound
 from editqueue.ids import new_id, new_token
 from editqueue.jobs.idempotency import check_replay as check_replay  # api/ calls it here
@@ -107,41 +105,28 @@ def record_event(
     )
     values = {c.name: getattr(event, c.key) for c in _EVENTS.columns if c.name != "terminal"}
     if terminal:
-        session.execute(_terminal_event_statement(), values)
+        _TERMINAL_EVENT.execute(session, values)
         return event
-    written = session.execute(_live_event_statement(), values).first()
+    written = _LIVE_EVENT.execute(session, values).fetchone()
     return event if written else None
 
 
-def _event_binds() -> list[BindParameter[Any]]:
-    """Typed binds for a job event's columns (all but `terminal`, which each INSERT sets)."""
-    return [bindparam(c.name, type_=c.type) for c in _EVENTS.columns if c.name != "terminal"]
-
-
-@functools.lru_cache(maxsize=1)
-def _terminal_event_statement() -> TextClause:
-    """INSERT of the terminal event (its finishing claim already won: no condition)."""
-    sql = (
-        "INSERT INTO job_events (id, job_id, tenant_id, type, terminal, detail, at)"
-        " VALUES (:id, :job_id, :tenant_id, :type, true, :detail, :at)"
-    )
-    return text(sql).bindparams(*_event_binds())
-
-
-@functools.lru_cache(maxsize=1)
-def _live_event_statement() -> TextClause:
-    """INSERT of a non-terminal event, only while its job is live.
-
-    FOR SHARE makes the check hold until commit: a terminal transition racing with it
-    (an UPDATE of the row) waits for this transaction, or this one sees the ended job.
-    """
-    sql = (
-        "INSERT INTO job_events (id, job_id, tenant_id, type, terminal, detail, at)"
-        " SELECT :id, jobs.id, :tenant_id, :type, false, :detail, :at FROM jobs"
-        " WHERE jobs.id = :job_id AND jobs.status IN ('queued', 'running')"
-        " FOR SHARE RETURNING job_events.id"
-    )
-    return text(sql).bindparams(*_event_binds())
+# The terminal event's finishing claim already won: no condition.
+_TERMINAL_EVENT = DriverStatement(
+    "INSERT INTO job_events (id, job_id, tenant_id, type, terminal, detail, at)"
+    " VALUES (:id, :job_id, :tenant_id, :type, true, :detail, :at)",
+    json=["detail"],
+)
+# A non-terminal event, only while its job is live. FOR SHARE makes the check hold until
+# commit: a terminal transition racing with it (an UPDATE of the row) waits for this
+# transaction, or this one sees the ended job.
+_LIVE_EVENT = DriverStatement(
+    "INSERT INTO job_events (id, job_id, tenant_id, type, terminal, detail, at)"
+    " SELECT :id, jobs.id, :tenant_id, :type, false, :detail, :at FROM jobs"
+    " WHERE jobs.id = :job_id AND jobs.status IN ('queued', 'running')"
+    " FOR SHARE RETURNING job_events.id",
+    json=["detail"],
+)
 
 
 def find_by_idempotency_key(session: Session, tenant_id: str, key: str) -> Job | None:
@@ -212,31 +197,25 @@ _EVENTS = JobEvent.__table__
 
 
 @functools.lru_cache(maxsize=4)
-def _insert_job_statement(keys: tuple[str, ...], *, idempotent: bool) -> TextClause:
-    """One round trip for the job (the columns `keys`) and its `job.created` event; built
-    once, so SQLAlchemy compiles it once and psycopg can prepare it.
+def _insert_job_statement(keys: tuple[str, ...], *, idempotent: bool) -> DriverStatement:
+    """One round trip for the job (the columns `keys`) and its `job.created` event, built
+    once and sent to the driver as it is (psycopg prepares it after a few uses).
 
     With `idempotent`, a row already holding the tenant's key makes both inserts no-ops
     (the caller then reads the winner) instead of failing the transaction.
     """
-    columns = [_JOBS.c[key] for key in keys]
-    names = ", ".join(c.name for c in columns)
-    values = ", ".join(f":{c.name}" for c in columns)
+    names = ", ".join(keys)
+    values = ", ".join(f":{key}" for key in keys)
     conflict = (
         " ON CONFLICT ON CONSTRAINT uq_jobs_tenant_idempotency DO NOTHING" if idempotent else ""
     )
-    sql = (
+    return DriverStatement(
         f"WITH added AS (INSERT INTO jobs ({names}) VALUES ({values}){conflict} RETURNING id)"
         " INSERT INTO job_events (id, job_id, tenant_id, type, terminal, detail, at)"
         " SELECT :event_id, added.id, :event_tenant_id, :event_type, :event_terminal,"
-        " :event_detail, :event_at FROM added RETURNING job_id"
+        " :event_detail, :event_at FROM added RETURNING job_id",
+        json=[key for key in keys if isinstance(_JOBS.c[key].type, JSONB)] + ["event_detail"],
     )
-    binds = [bindparam(c.name, type_=c.type) for c in columns]
-    # The event's job_id comes from the inserted row, so the event is only written with it.
-    binds += [
-        bindparam(f"event_{c.name}", type_=c.type) for c in _EVENTS.columns if c.name != "job_id"
-    ]
-    return text(sql).bindparams(*binds)
 
 
 def insert_job(
@@ -259,7 +238,7 @@ def insert_job(
     event = created_event_row(new, tenant_id, now)
     statement = _insert_job_statement(tuple(row), idempotent=bool(idempotency_key))
     values = {**row, **{f"event_{k}": v for k, v in event.items() if k != "job_id"}}
-    if session.execute(statement, values).first() is None:
+    if statement.execute(session, values).fetchone() is None:
         existing = find_by_idempotency_key(session, tenant_id, idempotency_key or "")
         if existing is None:
             raise RuntimeError("job insert conflicted without an idempotency key")
@@ -594,12 +573,13 @@ def requeue_attempt(
 
 # JSON binds where None means "leave the column as it is" (coalesce), not JSON null.
 _KEEP_IF_NONE = JSONB(none_as_null=True)
-_BEGIN_ATTEMPT = text(
+_BEGIN_ATTEMPT = DriverStatement(
     "UPDATE jobs SET attempts = attempts + 1, provider = :provider,"
     " usage = coalesce(:usage, usage), inputs = coalesce(:inputs, inputs), updated_at = now()"
     " WHERE id = :id AND status = 'running'"
-    " AND (CAST(:lease AS text) IS NULL OR lease_id = :lease) RETURNING attempts"
-).bindparams(bindparam("usage", type_=_KEEP_IF_NONE), bindparam("inputs", type_=_KEEP_IF_NONE))
+    " AND (CAST(:lease AS text) IS NULL OR lease_id = :lease) RETURNING attempts",
+    json_or_null=["usage", "inputs"],
+)
 
 
 def begin_attempt(
@@ -618,7 +598,8 @@ def begin_attempt(
     None when the job ended (or the step lost its lease) meanwhile: make no call then.
     """
     params = {"id": job_id, "provider": provider, "lease": lease, "usage": usage, "inputs": inputs}
-    return session.execute(_BEGIN_ATTEMPT, params).scalar_one_or_none()
+    row = _BEGIN_ATTEMPT.execute(session, params).fetchone()
+    return None if row is None else int(row[0])
 
 
 # usage may be SQL NULL or JSON null before any attempt ended: both read as {}. A row of an

@@ -28,6 +28,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from editqueue.config import Settings
+from editqueue.db import DriverStatement
 from editqueue.infra import outbox
 from editqueue.models import JOB_STATUSES, Batch, Job
 from editqueue.serialize import timestamp
@@ -69,6 +70,13 @@ def counted_together(session: Session, batch_id: str) -> Iterator[None]:
         session.info[_TOGETHER_KEY] = previous
 
 
+_COUNT_ENDED = DriverStatement(
+    "UPDATE batches SET live_jobs = greatest(live_jobs - :ended, 0)"
+    " WHERE id = :id AND live_jobs > 0"
+    " RETURNING live_jobs, completed_at IS NULL AS open"
+)
+
+
 def jobs_ended(
     session: Session, batch_id: str, ended: int, *, settings: Settings
 ) -> list[outbox.Message]:
@@ -82,15 +90,8 @@ def jobs_ended(
     # One statement per job end, with no read of the jobs table. The row lock it takes is
     # held to commit, so the batch's finishers take turns here. The guard keeps the count
     # from going negative (greatest() too, were `ended` ever more than remain).
-    row = session.execute(
-        text(
-            "UPDATE batches SET live_jobs = greatest(live_jobs - :ended, 0)"
-            " WHERE id = :id AND live_jobs > 0"
-            " RETURNING live_jobs, completed_at IS NULL AS open"
-        ),
-        {"id": batch_id, "ended": ended},
-    ).one_or_none()
-    if row is None or row.live_jobs > 0 or not row.open:
+    row = _COUNT_ENDED.execute(session, {"id": batch_id, "ended": ended}).fetchone()
+    if row is None or row[0] > 0 or not row[1]:  # (live_jobs, open)
         return []
     # We took the count to 0 and hold the row lock, so completed_at cannot change under us;
     # it is set by a statement of its own because an UPDATE cannot return the value it

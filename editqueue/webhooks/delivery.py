@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from editqueue import logs
 from editqueue.config import Settings
+from editqueue.db import DriverStatement
 from editqueue.ids import new_id
 from editqueue.webhooks import health as webhook_health
 from editqueue.webhooks.limits import TargetLimiter
@@ -79,7 +79,7 @@ class Claimed:
     attempt: int
 
 
-_CLAIM = text(
+_CLAIM = DriverStatement(
     "UPDATE deliveries SET lease_id = NULL,"
     " next_attempt_at = now() + make_interval(secs => :lease)"
     " WHERE id = :id AND lease_id = :lease_id AND state = 'pending'"
@@ -89,9 +89,9 @@ _CLAIM = text(
 
 def _claim(session: Session, delivery_id: str, lease_id: str, lease: float) -> Claimed | None:
     """Take the attempt a sweep or fan-out handed out; a duplicate message finds nothing."""
-    row = session.execute(
-        _CLAIM, {"id": delivery_id, "lease_id": lease_id, "lease": lease}
-    ).one_or_none()
+    row = _CLAIM.execute(
+        session, {"id": delivery_id, "lease_id": lease_id, "lease": lease}
+    ).fetchone()
     return None if row is None else Claimed(*row)
 
 
@@ -135,7 +135,7 @@ def _next_state(
 # receiver may have acted on it, so the log keeps one row per POST, while the guard keeps
 # an ended delivery from coming back to life. A WITH's data-modifying statements always
 # run to completion, read or not; the job event is written only for a job's delivery.
-_RECORD = text(
+_RECORD = DriverStatement(
     "WITH outcome AS ("
     "   UPDATE deliveries SET state = :state, attempt = :attempt, next_attempt_at = :next_at,"
     "   status_code = :status_code, response_ms = :response_ms, response_body = :body,"
@@ -148,8 +148,9 @@ _RECORD = text(
     " INSERT INTO job_events (id, job_id, tenant_id, type, terminal, detail, at)"
     " SELECT :event_id, CAST(:job_id AS varchar), :tenant_id, 'webhook.attempt', false,"
     "   :detail, CAST(:at AS timestamptz)"
-    " WHERE CAST(:job_id AS varchar) IS NOT NULL"
-).bindparams(bindparam("detail", type_=JSONB))
+    " WHERE CAST(:job_id AS varchar) IS NOT NULL",
+    json=["detail"],
+)
 
 
 def _record(
@@ -184,7 +185,7 @@ def _record(
             at=dt.datetime.now(dt.UTC),
         )
     with factory() as session, session.begin():
-        session.execute(_RECORD, values)
+        _RECORD.execute(session, values)
         # A success to a healthy endpoint changes nothing about its health: skip the trip.
         if delivery.endpoint_id and (not result.ok or destination.failing):
             # Announcements of a disabled endpoint go out through the outbox relay.

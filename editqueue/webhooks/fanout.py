@@ -13,11 +13,11 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from editqueue import tasknames
 from editqueue.config import Settings
+from editqueue.db import DriverStatement
 from editqueue.ids import new_id
 from editqueue.infra import outbox
 from editqueue.infra.storage import Storage
@@ -56,7 +56,7 @@ def job_event_targets(session: Session, job: Job, event_type: str) -> list[Targe
 # All of an event's targets in one INSERT. (event_id, url) is unique: re-running a fan-out
 # (a replay) only fills the gaps, and of two targets with the same URL the first (in the
 # order given, kept by the ordinality) is the one created.
-_ADD_DELIVERIES = text(
+_ADD_DELIVERIES = DriverStatement(
     "INSERT INTO deliveries (id, tenant_id, job_id, endpoint_id, event_id, event_type, url,"
     " payload, state, attempt, lease_id, next_attempt_at)"
     " SELECT t.id, :tenant_id, :job_id, t.endpoint_id, :event_id, :event_type, t.url,"
@@ -88,23 +88,19 @@ def add_deliveries(
         seconds=attempt_lease(settings.webhook_timeout)
     )
     planned = [(new_id("dlv"), new_id("lse")) for _ in targets]
-    created = set(
-        session.scalars(
-            _ADD_DELIVERIES,
-            {
-                "tenant_id": tenant_id,
-                "job_id": job_id,
-                "event_id": event_id,
-                "event_type": event_type,
-                "payload": body,
-                "lease_until": lease_until,
-                "ids": [delivery_id for delivery_id, _ in planned],
-                "leases": [lease for _, lease in planned],
-                "urls": [t.url for t in targets],
-                "endpoint_ids": [t.endpoint_id for t in targets],
-            },
-        )
-    )
+    params = {
+        "tenant_id": tenant_id,
+        "job_id": job_id,
+        "event_id": event_id,
+        "event_type": event_type,
+        "payload": body,
+        "lease_until": lease_until,
+        "ids": [delivery_id for delivery_id, _ in planned],
+        "leases": [lease for _, lease in planned],
+        "urls": [t.url for t in targets],
+        "endpoint_ids": [t.endpoint_id for t in targets],
+    }
+    created = {row[0] for row in _ADD_DELIVERIES.execute(session, params)}
     return [
         outbox.Leased(tasknames.DELIVER_WEBHOOK, (delivery_id, lease))
         for delivery_id, lease in planned
