@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
 
@@ -75,7 +75,9 @@ return count
 
 # Samples are "<redis ms>:<seconds>", newest first; the list is trimmed to the sample count
 # and expires with the window, so a vendor nobody uses any more leaves nothing behind.
+# KEYS[2], when given, is the vendor's failure window: a success forgets it in the same trip.
 _LATENCY = """
+if KEYS[2] then redis.call('DEL', KEYS[2]) end
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 redis.call('LPUSH', KEYS[1], now .. ':' .. ARGV[1])
@@ -240,12 +242,19 @@ class ProviderLimits:
                 extra=logs.fields(provider=provider, error=str(exc)),
             )
 
-    def record_success(self, provider: str) -> None:
-        """The vendor answered well: forget its recent failures."""
+    def record_success(self, provider: str, *, task_seconds: float | None = None) -> None:
+        """The vendor answered well: forget its recent failures. With `task_seconds` (a
+        finished task's duration), also `record_latency`, in the same round trip."""
         if self._redis is None:
             return
         try:
-            self._redis.delete(self._key(provider, "failures"))
+            if task_seconds is None:
+                self._redis.delete(self._key(provider, "failures"))
+            else:
+                self._latency(
+                    keys=[self._key(provider, "latency"), self._key(provider, "failures")],
+                    args=self._latency_args(task_seconds),
+                )
         except redis.RedisError as exc:
             log.warning(
                 "provider.limits.success_unrecorded",
@@ -283,15 +292,16 @@ class ProviderLimits:
         if self._redis is None:
             return
         try:
-            self._latency(
-                keys=[self._key(provider, "latency")],
-                args=[f"{max(0.0, seconds):.3f}", LATENCY_SAMPLES, int(LATENCY_WINDOW * 1000)],
-            )
+            self._latency(keys=[self._key(provider, "latency")], args=self._latency_args(seconds))
         except redis.RedisError as exc:
             log.warning(
                 "provider.limits.latency_unrecorded",
                 extra=logs.fields(provider=provider, error=str(exc)),
             )
+
+    @staticmethod
+    def _latency_args(seconds: float) -> list[Any]:
+        return [f"{max(0.0, seconds):.3f}", LATENCY_SAMPLES, int(LATENCY_WINDOW * 1000)]
 
     def latency_samples(self, providers: Sequence[str]) -> dict[str, list[float]]:
         """Each vendor's recent successful task durations, newest first (empty: unmeasured)."""
@@ -325,7 +335,7 @@ class Limits(Protocol):
     def slot_holders(self, provider: str) -> list[str]: ...
     def release_slot(self, provider: str, job_id: str) -> None: ...
     def record_failure(self, provider: str) -> None: ...
-    def record_success(self, provider: str) -> None: ...
+    def record_success(self, provider: str, *, task_seconds: float | None = None) -> None: ...
     def cool_down(self, provider: str, seconds: float) -> None: ...
     def cooldown_left(self, provider: str) -> float: ...
     def record_latency(self, provider: str, seconds: float) -> None: ...
@@ -421,10 +431,12 @@ class LocalLimits:
                 recent = []
             self._failures[provider] = recent
 
-    def record_success(self, provider: str) -> None:
-        """The vendor answered well: forget its recent failures."""
+    def record_success(self, provider: str, *, task_seconds: float | None = None) -> None:
+        """The vendor answered well: forget its recent failures (and record `task_seconds`)."""
         with self._lock:
             self._failures.pop(provider, None)
+        if task_seconds is not None:
+            self.record_latency(provider, task_seconds)
 
     def cool_down(self, provider: str, seconds: float) -> None:
         """Skip the vendor for a while (never shortens a cooldown already running)."""

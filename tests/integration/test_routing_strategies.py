@@ -237,3 +237,15 @@ def test_latency_samples_and_slot_counts_are_shared_through_redis(live: Live) ->
     # the stack's own workers left their samples under the real prefix
     real = ProviderLimits(live.stack.redis_url, {})
     assert len(real.latency_samples(["ark"])["ark"]) >= 3
+
+
+def test_a_success_with_its_duration_forgets_failures_and_records_the_sample(live: Live) -> None:
+    prefix = f"test:{uuid.uuid4().hex}"
+    limits = ProviderLimits(live.stack.redis_url, {}, prefix=prefix, failure_threshold=2)
+    limits.record_failure("ark")
+    limits.record_success("ark", task_seconds=1.5)  # one script: DEL failures + the sample
+    limits.record_failure("ark")  # one failure in the window again, not two: no cooldown
+    assert limits.cooldown_left("ark") == 0.0
+    assert limits.latency_samples(["ark"]) == {"ark": [1.5]}
+    limits.record_failure("ark")
+    assert limits.cooldown_left("ark") > 0  # two in a row still cool the vendor down
