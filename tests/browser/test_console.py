@@ -105,7 +105,10 @@ def test_create_an_endpoint_and_send_it_a_test_event(
     secret = page.inner_text("#secret").strip()
     stored = tenant.client.get(f"/v1/webhook-endpoints/{endpoint_id}/secret").json()
     assert secret == stored["secret"]
-    page.click("#send-test")
+    # The form's POST and redirect can still be loading when the webhook is already in:
+    # a reload then would race the navigation.
+    with page.expect_navigation():
+        page.click("#send-test")
     received = receiver.wait_for(1)[0]
     payload = Webhook(secret).verify(received.body, received.headers)
     assert payload["type"] == "webhook.test"
