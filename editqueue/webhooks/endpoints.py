@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from editqueue.db import DriverStatement
 from editqueue.errors import EndpointLimitReached, InvalidRequest, NotFound
 from editqueue.ids import new_id
 from editqueue.infra import netguard
@@ -158,7 +159,7 @@ class Subscriber:
     url: str
 
 
-_ENABLED_ENDPOINTS = text(
+_ENABLED_ENDPOINTS = DriverStatement(
     "SELECT id, url, events FROM webhook_endpoints"
     " WHERE tenant_id = :tenant_id AND NOT disabled ORDER BY id"
 )
@@ -166,8 +167,12 @@ _ENABLED_ENDPOINTS = text(
 
 def subscribed_endpoints(session: Session, tenant_id: str, event_type: str) -> list[Subscriber]:
     """The tenant's enabled endpoints that want this event type, oldest first."""
-    rows = session.execute(_ENABLED_ENDPOINTS, {"tenant_id": tenant_id})
-    return [Subscriber(r.id, r.url) for r in rows if endpoint_wants(r.events or [], event_type)]
+    rows = _ENABLED_ENDPOINTS.execute(session, {"tenant_id": tenant_id})
+    return [
+        Subscriber(id_, url)
+        for id_, url, events in rows
+        if endpoint_wants(events or [], event_type)
+    ]
 
 
 def endpoint_to_public(endpoint: WebhookEndpoint, *, with_secret: bool = False) -> dict[str, Any]:

@@ -12,9 +12,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from editqueue.db import DriverStatement
 from editqueue.models import Tenant, WebhookEndpoint
 from editqueue.webhooks.signing import generate_secret, secrets_in_force
 
@@ -66,13 +66,13 @@ class Routed(Protocol):
     def url(self) -> str: ...
 
 
-_ENDPOINT_TARGET = text(
+_ENDPOINT_TARGET = DriverStatement(
     "SELECT url, disabled, failing_since, secret, previous_secret, previous_secret_until"
     " FROM webhook_endpoints WHERE id = :id"
 )
 # The job's URL and the tenant's secrets in one trip; the tenant row always exists while
 # its deliveries do (they cascade with it), the job's may be gone.
-_JOB_TARGET = text(
+_JOB_TARGET = DriverStatement(
     "SELECT j.webhook_url, t.webhook_secret, t.previous_webhook_secret,"
     " t.previous_webhook_secret_until"
     " FROM tenants t LEFT JOIN jobs j ON j.id = :job_id WHERE t.id = :tenant_id"
@@ -90,23 +90,23 @@ def delivery_destination(
     no per-job URL to fall back on).
     """
     if delivery.endpoint_id:
-        endpoint = session.execute(_ENDPOINT_TARGET, {"id": delivery.endpoint_id}).one_or_none()
-        if endpoint is None or endpoint.disabled:
+        endpoint = _ENDPOINT_TARGET.execute(session, {"id": delivery.endpoint_id}).fetchone()
+        if endpoint is None:
             return None
-        secrets = secrets_in_force(
-            endpoint.secret, endpoint.previous_secret, endpoint.previous_secret_until, now
-        )
-        return Destination(endpoint.url, secrets, endpoint.failing_since is not None)
+        url, disabled, failing_since, secret, previous, previous_until = endpoint
+        if disabled:
+            return None
+        secrets = secrets_in_force(secret, previous, previous_until, now)
+        return Destination(url, secrets, failing_since is not None)
     if delivery.job_id is None:
         return None
-    job = session.execute(
-        _JOB_TARGET, {"job_id": delivery.job_id, "tenant_id": delivery.tenant_id}
-    ).one()
+    params = {"job_id": delivery.job_id, "tenant_id": delivery.tenant_id}
+    target = _JOB_TARGET.execute(session, params).fetchone()
+    assert target is not None  # the tenant outlives its deliveries
+    webhook_url, secret, previous, previous_until = target
     # Without an endpoint, only the job's own webhook_url is a target; any other URL
     # belonged to an endpoint since deleted (the foreign key cleared endpoint_id).
-    if job.webhook_url != delivery.url:
+    if webhook_url != delivery.url:
         return None
-    secrets = secrets_in_force(
-        job.webhook_secret, job.previous_webhook_secret, job.previous_webhook_secret_until, now
-    )
+    secrets = secrets_in_force(secret, previous, previous_until, now)
     return Destination(delivery.url, secrets)
