@@ -9,6 +9,7 @@ attempt until its lease runs out.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import logging
@@ -272,27 +273,23 @@ def send_in_place(
     (sent and recorded, ended unsent, or the lease was gone).
     """
     limiter = limiter or _process_fence(settings)
-    with factory() as session, session.begin():
-        delivery = _claim(session, delivery_id, lease_id, attempt_lease(settings.webhook_timeout))
-        if delivery is None:
-            return None
-        target = delivery.endpoint_id or delivery.url
-        token = limiter.try_acquire_quick(target)
-        if token is None:
-            # Unknown, slow or busy here: the queue (and its per-target fence) takes it.
-            lease: str | None = session.scalar(_HAND_BACK, {"id": delivery.id})
-            return lease
-        try:
+    # The slot is taken inside the claim's transaction and held through the POST; the
+    # stack gives it back however either ends (a failed commit included).
+    with contextlib.ExitStack() as held:
+        with factory() as session, session.begin():
+            lease = attempt_lease(settings.webhook_timeout)
+            delivery = _claim(session, delivery_id, lease_id, lease)
+            if delivery is None:
+                return None
+            target = delivery.endpoint_id or delivery.url
+            if not held.enter_context(limiter.slot(target, quick_only=True)):
+                # Unknown, slow or busy here: the queue (and its per-target fence) takes it.
+                fresh: str | None = session.scalar(_HAND_BACK, {"id": delivery.id})
+                return fresh
             destination = _destination(session, delivery)
-        except BaseException:
-            limiter.release(target, token)
-            raise
-    try:
         if destination is None:
             return None
         result = _post(client, delivery, destination, settings)
-    finally:
-        limiter.release(target, token)
     _record(factory, delivery, destination, result, settings)
     return None
 

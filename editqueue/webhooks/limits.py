@@ -100,9 +100,12 @@ class TargetLimiter:
             self._changed.notify_all()
 
     @contextmanager
-    def slot(self, target: str) -> Iterator[bool]:
-        """`with limiter.slot(t) as got:` — the slot is given back on exit."""
-        token = self.try_acquire(target)
+    def slot(self, target: str, *, quick_only: bool = False) -> Iterator[bool]:
+        """`with limiter.slot(t) as got:` — the slot is given back on exit.
+
+        `quick_only`: take it as `try_acquire_quick` does (never waits), else `try_acquire`.
+        """
+        token = self.try_acquire_quick(target) if quick_only else self.try_acquire(target)
         try:
             yield token is not None
         finally:
