@@ -96,6 +96,14 @@ def private_database(database_url: str) -> Iterator[str]:
     drop_database(url)
 
 
+@pytest.fixture(scope="module")
+def module_database(database_url: str) -> Iterator[str]:
+    """A migrated database of the module's own, which no worker or beat looks at."""
+    url = create_database(database_url)
+    yield url
+    drop_database(url)
+
+
 # -- tenants ----------------------------------------------------------------------------------
 
 

@@ -39,23 +39,15 @@ from tests.stack import create_database, drop_database
 
 
 @pytest.fixture(scope="module")
-def completion_db(database_url: str) -> Iterator[str]:
-    """A migrated database no worker looks at."""
-    url = create_database(database_url)
-    yield url
-    drop_database(url)
-
-
-@pytest.fixture(scope="module")
-def factory(completion_db: str) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(completion_db, pool_size=12)
+def factory(module_database: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(module_database, pool_size=12)
     yield make_session_factory(engine)
     engine.dispose()
 
 
 @pytest.fixture
-def settings(completion_db: str, redis_url: str) -> Settings:
-    return settings_for(completion_db, redis_url)
+def settings(module_database: str, redis_url: str) -> Settings:
+    return settings_for(module_database, redis_url)
 
 
 @pytest.fixture

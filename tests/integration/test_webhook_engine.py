@@ -32,7 +32,6 @@ from editqueue.webhooks.fanout import Target, add_deliveries
 from editqueue.webhooks.limits import TargetLimiter
 from editqueue.webhooks.secrets import rotate_endpoint_secret
 from editqueue.webhooks.signing import generate_secret
-from tests.stack import create_database, drop_database
 
 Answer = Callable[[dict[str, str]], tuple[int, dict[str, str]]]
 
@@ -87,23 +86,15 @@ def status(code: int, **headers: str) -> Answer:
 
 
 @pytest.fixture(scope="module")
-def engine_db(database_url: str) -> Iterator[str]:
-    """A migrated database no worker looks at."""
-    url = create_database(database_url)
-    yield url
-    drop_database(url)
-
-
-@pytest.fixture(scope="module")
-def factory(engine_db: str) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(engine_db)
+def factory(module_database: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(module_database)
     yield make_session_factory(engine)
     engine.dispose()
 
 
-def settings_for(engine_db: str, redis_url: str, allowed: str = "") -> Settings:
+def settings_for(module_database: str, redis_url: str, allowed: str = "") -> Settings:
     return load_settings(
-        DATABASE_URL=engine_db,
+        DATABASE_URL=module_database,
         REDIS_URL=redis_url,
         webhook_timeout=2.0,
         webhook_schedule="0.2,0.2",
@@ -190,9 +181,9 @@ def attempts_of(factory: sessionmaker[Session], delivery_id: str) -> list[Delive
 
 
 def test_private_addresses_are_refused_at_send_time_before_connecting(
-    factory: sessionmaker[Session], engine_db: str, redis_url: str, tenant_id: str
+    factory: sessionmaker[Session], module_database: str, redis_url: str, tenant_id: str
 ) -> None:
-    settings = settings_for(engine_db, redis_url)  # no private range allowed
+    settings = settings_for(module_database, redis_url)  # no private range allowed
     with serve() as receiver:
         port = receiver.url.split(":")[2].split("/")[0]
         urls = {
@@ -219,9 +210,9 @@ def test_private_addresses_are_refused_at_send_time_before_connecting(
 
 
 def test_redirects_are_never_followed(
-    factory: sessionmaker[Session], engine_db: str, redis_url: str, tenant_id: str
+    factory: sessionmaker[Session], module_database: str, redis_url: str, tenant_id: str
 ) -> None:
-    settings = settings_for(engine_db, redis_url, allowed="127.0.0.2/32")
+    settings = settings_for(module_database, redis_url, allowed="127.0.0.2/32")
     with serve("127.0.0.1") as private_target:
         for location in (private_target.url, "http://169.254.169.254/", "http://10.0.0.1/"):
             with serve("127.0.0.2", status(302, Location=location)) as redirector:
@@ -236,9 +227,9 @@ def test_redirects_are_never_followed(
 
 
 def test_endpoint_urls_are_checked_at_creation(
-    factory: sessionmaker[Session], engine_db: str, redis_url: str, tenant_id: str
+    factory: sessionmaker[Session], module_database: str, redis_url: str, tenant_id: str
 ) -> None:
-    settings = settings_for(engine_db, redis_url, allowed="127.0.0.2/32")
+    settings = settings_for(module_database, redis_url, allowed="127.0.0.2/32")
     app = create_app(settings)
     with transaction(factory) as session:
         from editqueue.models import Tenant
@@ -278,9 +269,9 @@ def test_endpoint_urls_are_checked_at_creation(
 
 
 def test_rotation_signs_with_both_secrets_during_the_overlap(
-    factory: sessionmaker[Session], engine_db: str, redis_url: str, tenant_id: str
+    factory: sessionmaker[Session], module_database: str, redis_url: str, tenant_id: str
 ) -> None:
-    settings = settings_for(engine_db, redis_url, allowed="127.0.0.0/8")
+    settings = settings_for(module_database, redis_url, allowed="127.0.0.0/8")
     with serve() as receiver:
         endpoint_id = add_endpoint(factory, tenant_id, receiver.url)
         with transaction(factory) as session:
@@ -313,9 +304,9 @@ def test_rotation_signs_with_both_secrets_during_the_overlap(
 
 
 def test_retry_after_is_honoured_and_the_body_kept_short(
-    factory: sessionmaker[Session], engine_db: str, redis_url: str, tenant_id: str
+    factory: sessionmaker[Session], module_database: str, redis_url: str, tenant_id: str
 ) -> None:
-    settings = settings_for(engine_db, redis_url, allowed="127.0.0.0/8")
+    settings = settings_for(module_database, redis_url, allowed="127.0.0.0/8")
     with serve(answer=status(503, **{"Retry-After": "120"})) as receiver:
         endpoint_id = add_endpoint(factory, tenant_id, receiver.url)
         before = dt.datetime.now(dt.UTC)
@@ -331,9 +322,9 @@ def test_retry_after_is_honoured_and_the_body_kept_short(
 
 
 def test_410_disables_the_endpoint_and_tells_the_other_endpoints(
-    factory: sessionmaker[Session], engine_db: str, redis_url: str, tenant_id: str
+    factory: sessionmaker[Session], module_database: str, redis_url: str, tenant_id: str
 ) -> None:
-    settings = settings_for(engine_db, redis_url, allowed="127.0.0.0/8")
+    settings = settings_for(module_database, redis_url, allowed="127.0.0.0/8")
     with serve(answer=status(410)) as gone, serve() as healthy:
         gone_id = add_endpoint(factory, tenant_id, gone.url)
         healthy_id = add_endpoint(factory, tenant_id, healthy.url)
@@ -360,9 +351,9 @@ def test_410_disables_the_endpoint_and_tells_the_other_endpoints(
 
 
 def test_an_endpoint_failing_for_five_days_is_disabled(
-    factory: sessionmaker[Session], engine_db: str, redis_url: str, tenant_id: str
+    factory: sessionmaker[Session], module_database: str, redis_url: str, tenant_id: str
 ) -> None:
-    settings = settings_for(engine_db, redis_url, allowed="127.0.0.0/8")
+    settings = settings_for(module_database, redis_url, allowed="127.0.0.0/8")
     six_days_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=6)
     with serve(answer=status(500)) as failing:
         endpoint_id = add_endpoint(factory, tenant_id, failing.url, failing_since=six_days_ago)
@@ -376,9 +367,9 @@ def test_an_endpoint_failing_for_five_days_is_disabled(
 
 
 def test_success_clears_the_failure_run(
-    factory: sessionmaker[Session], engine_db: str, redis_url: str, tenant_id: str
+    factory: sessionmaker[Session], module_database: str, redis_url: str, tenant_id: str
 ) -> None:
-    settings = settings_for(engine_db, redis_url, allowed="127.0.0.0/8")
+    settings = settings_for(module_database, redis_url, allowed="127.0.0.0/8")
     yesterday = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
     with serve() as receiver:
         endpoint_id = add_endpoint(factory, tenant_id, receiver.url, failing_since=yesterday)
@@ -391,9 +382,9 @@ def test_success_clears_the_failure_run(
 
 
 def test_a_full_target_puts_the_attempt_back_without_counting_it(
-    factory: sessionmaker[Session], engine_db: str, redis_url: str, tenant_id: str
+    factory: sessionmaker[Session], module_database: str, redis_url: str, tenant_id: str
 ) -> None:
-    settings = settings_for(engine_db, redis_url, allowed="127.0.0.0/8")
+    settings = settings_for(module_database, redis_url, allowed="127.0.0.0/8")
     with serve() as receiver:
         endpoint_id = add_endpoint(factory, tenant_id, receiver.url)
         limiter = TargetLimiter(1)
@@ -442,9 +433,9 @@ def _running_job(
 
 
 def test_a_pending_delivery_follows_its_endpoints_new_url(
-    factory: sessionmaker[Session], engine_db: str, redis_url: str, tenant_id: str
+    factory: sessionmaker[Session], module_database: str, redis_url: str, tenant_id: str
 ) -> None:
-    settings = settings_for(engine_db, redis_url, allowed="127.0.0.0/8")
+    settings = settings_for(module_database, redis_url, allowed="127.0.0.0/8")
     with serve() as old, serve() as new:
         endpoint_id = add_endpoint(factory, tenant_id, old.url)
         delivery = add_delivery(factory, settings, tenant_id, endpoint_id, old.url)

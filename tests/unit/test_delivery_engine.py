@@ -22,7 +22,6 @@ from editqueue.webhooks.endpoints import subscribed_endpoints
 from editqueue.webhooks.fanout import Target, add_deliveries, job_event_targets
 from editqueue.webhooks.limits import TargetLimiter
 from editqueue.webhooks.signing import attempt_lease, generate_secret, verify
-from tests.stack import create_database, drop_database
 from tests.unit.provider_fakes import make_harness
 
 URL = "https://93.184.215.14/hook"  # a public literal: the guard needs no DNS
@@ -50,14 +49,12 @@ SETTINGS = Settings(webhook_schedule=(5.0, 300.0), webhook_timeout=2.0)
 
 
 @pytest.fixture(scope="module")
-def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+def sessions(module_database: str) -> Iterator[sessionmaker[Session]]:
     """Sessions on a database of this module's own: the session database has a live stack
     whose beat sweeps due deliveries, and would lease the ones these tests hand out."""
-    url = create_database(database_url)
-    engine = make_engine(url)
+    engine = make_engine(module_database)
     yield make_session_factory(engine)
     engine.dispose()
-    drop_database(url)
 
 
 @pytest.fixture
