@@ -32,24 +32,18 @@ from api import (
 from api.console import wiring as console
 from editqueue import tasknames
 from editqueue.config import Settings, get_settings
-from editqueue.db import make_engine, make_session_factory
+from editqueue.db import PING_IDLE_SECONDS, make_engine, make_session_factory
 from editqueue.infra.doorbell import Doorbell
 from editqueue.infra.storage import open_configured_storage
 
 log = logging.getLogger(__name__)
 
 
-PING_IDLE_SECONDS = 2.0  # a pooled connection idle longer is pinged before use
 # Connections kept open per API process. A gevent worker serves many requests at once, and
 # every request past the pool's size opened a connection and closed it again at checkin:
 # 3 % of the API's CPU at 16 callers, and a PostgreSQL backend started for each of them.
 POOL_SIZE = 10
 POOL_OVERFLOW = 10
-# A lone submit rings the dispatcher at once; during a burst, at most once per interval.
-# At 50 ms a burst of single submits cost each API process 20 publishes and the workers
-# 20 dispatcher runs a second (3.5 % of the API's CPU). Busy workers ring on every job
-# start and end besides, so a running pipeline is not paced by this interval.
-DISPATCHER_RING_INTERVAL = 0.2
 
 
 def make_api_engine(database_url: str) -> Engine:
@@ -84,9 +78,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         storage=open_configured_storage(settings),
         publisher=publisher,
         broker_ping=broker.make_ping(settings.redis_url),
-        ring_dispatcher=Doorbell(
-            lambda: publisher(tasknames.DISPATCH, []), interval=DISPATCHER_RING_INTERVAL
-        ),
+        ring_dispatcher=Doorbell(lambda: publisher(tasknames.DISPATCH, [])),
     )
     # The 414 comes before auth (it is about the request, not its sender); unstorable
     # values after it, as any other 4xx about a request's content.

@@ -32,6 +32,11 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+# For `make_engine(ping_idle_after=...)` in the API and the worker: a pooled connection
+# idle longer than this is pinged before use.
+PING_IDLE_SECONDS = 2.0
+
+
 def make_engine(
     url: str, *, pool_size: int = 5, max_overflow: int = 10, ping_idle_after: float | None = None
 ) -> Engine:

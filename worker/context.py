@@ -10,7 +10,7 @@ import httpx
 
 from editqueue import logs, tasknames
 from editqueue.config import PROVIDERS, Settings, get_settings
-from editqueue.db import make_engine, make_session_factory
+from editqueue.db import PING_IDLE_SECONDS, make_engine, make_session_factory
 from editqueue.infra import outbox
 from editqueue.infra.delayed import Delayed
 from editqueue.infra.doorbell import Doorbell
@@ -26,8 +26,6 @@ log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _context: Context | None = None
 _delayed = Delayed("job-timers")
-WORKER_RING_INTERVAL = 0.2  # seconds between a worker process's dispatcher rings
-WORKER_PING_IDLE = 2.0  # a pooled connection idle longer is pinged before use
 
 
 def _publisher(task: str, args: list) -> None:
@@ -88,7 +86,7 @@ def _build() -> Context:
     assert settings.database_url, "DATABASE_URL is not set"
     pool = settings.worker_concurrency + 4
     engine = make_engine(
-        settings.database_url, pool_size=pool, max_overflow=pool, ping_idle_after=WORKER_PING_IDLE
+        settings.database_url, pool_size=pool, max_overflow=pool, ping_idle_after=PING_IDLE_SECONDS
     )
     timeout = httpx.Timeout(settings.provider_timeout, connect=10.0)
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
@@ -114,14 +112,7 @@ def _build() -> Context:
             cooldown_seconds=settings.provider_cooldown,
         ),
         stats=ProviderStats(settings.redis_url),
-        # Workers ring on every job start and end: at the API's 50 ms that was 0.8
-        # dispatcher runs per job. The dispatch window (64 jobs handed out ahead) holds
-        # more than this interval's work, so the longer interval costs no throughput.
-        ring_dispatcher=Doorbell(
-            lambda: _publisher(tasknames.DISPATCH, []),
-            interval=WORKER_RING_INTERVAL,
-            delayed=_delayed,
-        ),
+        ring_dispatcher=Doorbell(lambda: _publisher(tasknames.DISPATCH, []), delayed=_delayed),
     )
     context.run_here = functools.partial(_run_here, context)
     return context

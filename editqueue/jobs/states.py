@@ -571,8 +571,7 @@ def requeue_attempt(
     )
 
 
-# JSON binds where None means "leave the column as it is" (coalesce), not JSON null.
-_KEEP_IF_NONE = JSONB(none_as_null=True)
+# `_owned` as SQL: a running job, and the caller's lease when it names one.
 _BEGIN_ATTEMPT = DriverStatement(
     "UPDATE jobs SET attempts = attempts + 1, provider = :provider,"
     " usage = coalesce(:usage, usage), inputs = coalesce(:inputs, inputs), updated_at = now()"
@@ -632,6 +631,8 @@ def note_attempt(
     session.execute(_NOTE_ATTEMPT, values)
 
 
+# JSON binds where None means "leave the column as it is" (coalesce), not JSON null.
+_KEEP_IF_NONE = JSONB(none_as_null=True)
 _FINISH = (
     select(Job)
     .from_statement(
