@@ -71,7 +71,7 @@ def complete_job(
     if job is None:
         return None
     if usage is None:
-        _total_billed_attempts(job)
+        _total_billed_attempts(session, job)
     detail = {"error": error} if error else {"outputs": len(job.outputs)}
     event = jobs.record_event(session, job, jobs.TERMINAL_EVENT[status], detail, terminal=True)
     assert event is not None  # the finishing claim always writes its terminal event
@@ -84,13 +84,14 @@ def complete_job(
     return Finished(job, ids)
 
 
-def _total_billed_attempts(job: Job) -> None:
+def _total_billed_attempts(session: Session, job: Job) -> None:
     # A job ended from outside its step (cancel, deadline) did not have its cost summed by
     # the pipeline; vendor attempts it made before may have been billed all the same.
     billed = total_cost(attempt_log(job))
     current = job.usage if isinstance(job.usage, dict) else {}
     if billed is not None and current.get("cost") != billed:
-        job.usage = {**current, "cost": billed}  # flushed with the terminal event
+        job.usage = {**current, "cost": billed}
+        jobs.set_usage(session, job.id, job.usage)
 
 
 def expire_job(

@@ -28,7 +28,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 from ulid import ULID
 
-from editqueue.db import DriverStatement, affected_rows
+from editqueue.db import DriverStatement, affected_rows, loaded_instance
 from editqueue.errors import NotFound
 from editqueue.ids import new_id, new_token
 from editqueue.jobs.idempotency import check_replay as check_replay  # api/ calls it here
@@ -364,36 +364,24 @@ def new_lease() -> str:
 # The hot transitions run as statements built once: constructing an ORM UPDATE per call
 # costs the worker more CPU than PostgreSQL spends running it. Each sets `updated_at`
 # itself (the column's ORM onupdate only applies to statements SQLAlchemy builds).
-_CLAIM_QUEUED = (
-    select(Job)
-    .from_statement(
-        text(
-            "UPDATE jobs SET status = 'running', stage = 'submit',"
-            " started_at = coalesce(started_at, now()),"
-            " next_poll_at = now() + make_interval(secs => :lease_seconds),"
-            " lease_id = :lease, updated_at = now()"
-            " WHERE id = :id AND status = 'queued' RETURNING *"
-        )
-    )
-    .execution_options(populate_existing=True)
+_CLAIM_QUEUED = DriverStatement(
+    "UPDATE jobs SET status = 'running', stage = 'submit',"
+    " started_at = coalesce(started_at, now()),"
+    " next_poll_at = now() + make_interval(secs => :lease_seconds),"
+    " lease_id = :lease, updated_at = now()"
+    " WHERE id = :id AND status = 'queued' RETURNING *"
 )
-_CLAIM_LEASE = (
-    select(Job)
-    .from_statement(
-        text(
-            "UPDATE jobs SET lease_id = :lease, updated_at = now(),"
-            " next_poll_at = now() + make_interval(secs => :lease_seconds)"
-            " WHERE id = :id AND lease_id = :handed_out AND status = 'running' RETURNING *"
-        )
-    )
-    .execution_options(populate_existing=True)
+_CLAIM_LEASE = DriverStatement(
+    "UPDATE jobs SET lease_id = :lease, updated_at = now(),"
+    " next_poll_at = now() + make_interval(secs => :lease_seconds)"
+    " WHERE id = :id AND lease_id = :handed_out AND status = 'running' RETURNING *"
 )
 
 
 def claim_queued(session: Session, job_id: str, lease_seconds: float) -> Job | None:
     """queued → running (stage submit), leased to the caller; None if someone else has it."""
     params = {"id": job_id, "lease": new_lease(), "lease_seconds": lease_seconds}
-    return session.scalars(_CLAIM_QUEUED, params).one_or_none()
+    return loaded_instance(Job, _CLAIM_QUEUED.execute(session, params))
 
 
 def claim_lease(session: Session, job_id: str, lease_id: str, lease_seconds: float) -> Job | None:
@@ -405,7 +393,7 @@ def claim_lease(session: Session, job_id: str, lease_id: str, lease_seconds: flo
         "lease": new_lease(),
         "lease_seconds": lease_seconds,
     }
-    return session.scalars(_CLAIM_LEASE, params).one_or_none()
+    return loaded_instance(Job, _CLAIM_LEASE.execute(session, params))
 
 
 @dataclass(frozen=True)
@@ -631,28 +619,26 @@ def note_attempt(
     session.execute(_NOTE_ATTEMPT, values)
 
 
-# JSON binds where None means "leave the column as it is" (coalesce), not JSON null.
-_KEEP_IF_NONE = JSONB(none_as_null=True)
-_FINISH = (
-    select(Job)
-    .from_statement(
-        text(
-            "UPDATE jobs SET status = :status, stage = NULL, lease_id = NULL,"
-            " next_poll_at = NULL, completed_at = now(), updated_at = now(), error = :error,"
-            " outputs = coalesce(:outputs, outputs), usage = coalesce(:usage, usage),"
-            " attempt_log = coalesce(:attempt_log, attempt_log),"
-            " provider = coalesce(:provider, provider)"
-            " WHERE id = :id AND status = ANY(:from_statuses) RETURNING *"
-        ).bindparams(
-            # As the ORM wrote it: a job without an error keeps JSON null, not SQL NULL.
-            bindparam("error", type_=Job.__table__.c.error.type),
-            bindparam("outputs", type_=_KEEP_IF_NONE),
-            bindparam("usage", type_=_KEEP_IF_NONE),
-            bindparam("attempt_log", type_=_KEEP_IF_NONE),
-        )
-    )
-    .execution_options(populate_existing=True)
+# Where outputs, usage or attempt_log is None the column keeps its value (SQL NULL, then
+# coalesce); a job without an error keeps JSON null, as the ORM wrote it.
+_FINISH = DriverStatement(
+    "UPDATE jobs SET status = :status, stage = NULL, lease_id = NULL,"
+    " next_poll_at = NULL, completed_at = now(), updated_at = now(), error = :error,"
+    " outputs = coalesce(:outputs, outputs), usage = coalesce(:usage, usage),"
+    " attempt_log = coalesce(:attempt_log, attempt_log),"
+    " provider = coalesce(:provider, provider)"
+    " WHERE id = :id AND status = ANY(:from_statuses) RETURNING *",
+    json=["error"],
+    json_or_null=["outputs", "usage", "attempt_log"],
 )
+
+
+_SET_USAGE = DriverStatement("UPDATE jobs SET usage = :usage WHERE id = :id", json=["usage"])
+
+
+def set_usage(session: Session, job_id: str, usage: dict[str, Any]) -> None:
+    """Replace the job's usage (in the caller's transaction)."""
+    _SET_USAGE.execute(session, {"id": job_id, "usage": usage})
 
 
 def finish(
@@ -681,4 +667,4 @@ def finish(
         "provider": provider,
         "from_statuses": [str(s) for s in from_statuses],
     }
-    return session.scalars(_FINISH, params).one_or_none()
+    return loaded_instance(Job, _FINISH.execute(session, params))

@@ -1,14 +1,26 @@
-"""DriverStatement: hot statements sent to psycopg, with SQLAlchemy's types and errors."""
+"""DriverStatement: hot statements sent to psycopg, with SQLAlchemy's types and errors;
+loaded_instance: their rows as model instances."""
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
+from decimal import Decimal
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from editqueue.db import DriverStatement, make_engine, make_session_factory
+from editqueue.db import (
+    DriverStatement,
+    loaded_instance,
+    make_engine,
+    make_session_factory,
+    transaction,
+)
+from editqueue.ids import new_id
+from editqueue.models import Job
+from editqueue.tenants import create_tenant
 
 
 class Colour(enum.StrEnum):
@@ -81,3 +93,41 @@ def test_a_lost_connection_is_invalidated_and_the_next_one_works(scratch) -> Non
     with sessions() as session, session.begin():
         INSERT.execute(session, {"id": "after", "colour": "red", "doc": {}})
         assert session.scalar(text("SELECT count(*) FROM driver_scratch")) == 1
+
+
+# -- loaded_instance: a RETURNING row as a model instance ----------------------------------
+
+
+def test_a_loaded_instance_holds_what_the_orm_loads(sessions, database_url: str) -> None:
+    with transaction(sessions) as session:
+        tenant_id = create_tenant(session, new_id("t")).id
+        job = Job(
+            id=new_id("job"),
+            tenant_id=tenant_id,
+            model="seededit-3.0",
+            prompt="p",
+            params={"seed": 7},
+            inputs=[{"url": "http://x/a.png"}],
+            meta={"team": "a"},
+            cost_estimate=Decimal("0.030000"),
+            deadline_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
+        )
+        session.add(job)
+    returning = DriverStatement("UPDATE jobs SET poll_count = 3 WHERE id = :id RETURNING *")
+    with transaction(sessions) as session:
+        loaded = loaded_instance(Job, returning.execute(session, {"id": job.id}))
+        missing = loaded_instance(Job, returning.execute(session, {"id": "job_none"}))
+    with sessions() as session:
+        orm = session.get(Job, job.id)
+    assert loaded is not None and orm is not None and missing is None
+    columns = [attribute.key for attribute in Job.__mapper__.column_attrs]
+    assert {k: getattr(loaded, k) for k in columns} == {k: getattr(orm, k) for k in columns}
+    assert loaded.meta == {"team": "a"} and loaded.poll_count == 3  # `metadata` is `meta`
+    # Committed state with no change history, in no session: a change is not written.
+    state = inspect(loaded)
+    assert state.transient and not state.attrs.poll_count.history.has_changes()
+    loaded.poll_count = 9
+    with transaction(sessions) as session:
+        session.execute(text("SELECT 1"))
+    with sessions() as session:
+        assert session.scalar(select(Job.poll_count).where(Job.id == job.id)) == 3
