@@ -7,6 +7,7 @@ from celery.signals import setup_logging, worker_process_init
 
 from editqueue import logs, tasknames
 from editqueue.config import get_settings
+from editqueue.infra import kombu_redis
 from editqueue.tasknames import BROKER_VISIBILITY_TIMEOUT
 
 
@@ -38,6 +39,7 @@ def make_celery() -> Celery:
         task_ignore_result=True,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
+        broker_transport=kombu_redis.transport_for(settings.redis_url),
         broker_transport_options=transport,
         result_backend_transport_options={"visibility_timeout": BROKER_VISIBILITY_TIMEOUT},
         visibility_timeout=BROKER_VISIBILITY_TIMEOUT,
