@@ -218,6 +218,13 @@ class Delivery(Base):
         Index("ix_deliveries_job", "job_id", "id"),
         Index("ix_deliveries_endpoint", "endpoint_id", "id"),
         Index("ix_deliveries_due", "next_attempt_at", postgresql_where=text("state = 'pending'")),
+        # Tenant-event deliveries (no job to cascade from), walked by history retention.
+        Index(
+            "ix_deliveries_tenant_jobless",
+            "tenant_id",
+            "id",
+            postgresql_where=text("job_id IS NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

@@ -394,6 +394,60 @@ def audit(job_ids: tuple[str, ...], ignore_live: bool, data_dir: Path | None) ->
     sys.exit(1 if violations else 0)
 
 
+@main.group()
+def retention() -> None:
+    """History retention (EDITQUEUE_RETENTION_DAYS, per tenant retention_days)."""
+
+
+@retention.command("run")
+@click.option("--dry-run", is_flag=True, help="Count the jobs and objects due; delete nothing.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 10_000),
+    default=500,
+    show_default=True,
+    help="Jobs deleted per transaction.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="A standalone stack's data dir (its standalone.json); default .editqueue.",
+)
+def retention_run(dry_run: bool, batch_size: int, data_dir: Path | None) -> None:
+    """Delete ended jobs past their tenant's retention now, as the hourly task does."""
+    from sqlalchemy.exc import OperationalError
+
+    from editqueue.db import make_engine, make_session_factory
+    from editqueue.infra.storage import open_configured_storage
+    from editqueue.jobs.retention import run_retention
+
+    _use_standalone_info(data_dir)
+    settings = _settings_or_exit()
+    engine = make_engine(_database_url(), pool_size=1)
+    try:
+        purged = run_retention(
+            make_session_factory(engine),
+            open_configured_storage(settings),
+            default_days=settings.retention_days,
+            batch_size=batch_size,
+            dry_run=dry_run,
+        )
+    except OperationalError:
+        raise click.ClickException("cannot reach the database") from None
+    finally:
+        engine.dispose()
+    if dry_run:
+        click.echo(f"would delete {purged.jobs} job(s) and {purged.objects} stored object(s)")
+        return
+    click.echo(
+        f"deleted {purged.jobs} job(s), {purged.objects} stored object(s),"
+        f" {purged.batches} batch(es), {purged.tenant_events} tenant event(s),"
+        f" {purged.tenant_deliveries} tenant-event deliveries;"
+        f" {purged.kept_for_storage} job(s) kept until storage answers"
+    )
+
+
 def missing_embedded_servers() -> list[str]:
     """The `standalone` extra's packages this run needs but cannot import (none if servers
     of one's own are set: DATABASE_URL, REDIS_URL, or redis-server on PATH)."""

@@ -3,7 +3,8 @@
 A tenant's `retention_days` (NULL: the deployment's EDITQUEUE_RETENTION_DAYS; both unset:
 keep forever) bounds how old, by `created_at`, an ended job may get. Deleting a job row
 takes its events, deliveries and delivery attempts with it (ON DELETE CASCADE); its stored
-inputs and outputs are deleted here, and old empty batches and tenant events go too.
+inputs and outputs are deleted here, and old empty batches, tenant events and the settled
+deliveries of tenant events (which have no job to cascade from) go too.
 
 Work is done in small batches, each in two short transactions with no lock held between
 them, and never across a storage call:
@@ -95,6 +96,16 @@ _DELETE_TENANT_EVENTS = text(
       ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)
     """
 )
+# Deliveries of tenant events (no job cascades them away), once settled.
+_DELETE_JOBLESS_DELIVERIES = text(
+    """
+    DELETE FROM deliveries WHERE id IN (
+      SELECT id FROM deliveries
+      WHERE tenant_id = :tenant_id AND job_id IS NULL AND id < :delivery_id_bound
+        AND created_at < :cutoff AND state <> 'pending'
+      ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)
+    """
+)
 
 
 def effective_days(tenant_days: int | None, default_days: int | None) -> int | None:
@@ -119,6 +130,7 @@ class Purged:
     objects: int = 0
     batches: int = 0
     tenant_events: int = 0
+    tenant_deliveries: int = 0
     kept_for_storage: int = 0
     transactions: int = 0
     longest_transaction: float = 0.0
@@ -237,16 +249,19 @@ def _purge_leftovers(
     batch_size: int,
     purged: Purged,
 ) -> None:
-    """Old batches whose jobs are all gone, and old tenant events, in batches too."""
+    """Old batches whose jobs are all gone, old tenant events and their settled
+    deliveries, in batches too."""
     values = {
         "tenant_id": tenant_id,
         "cutoff": cutoff,
         "limit": batch_size,
         "id_bound": id_floor("evt", cutoff + ID_CLOCK_SLACK),
+        "delivery_id_bound": id_floor("dlv", cutoff + ID_CLOCK_SLACK),
     }
     for statement, counter in (
         (_DELETE_BATCHES, "batches"),
         (_DELETE_TENANT_EVENTS, "tenant_events"),
+        (_DELETE_JOBLESS_DELIVERIES, "tenant_deliveries"),
     ):
         while True:
             began = time.perf_counter()
@@ -283,7 +298,7 @@ def run_retention(
             dry_run=dry_run,
             purged=purged,
         )
-    if purged.jobs or purged.batches or purged.tenant_events:
+    if purged.jobs or purged.batches or purged.tenant_events or purged.tenant_deliveries:
         log.info(
             "retention.purged",
             extra=logs.fields(
@@ -291,6 +306,7 @@ def run_retention(
                 objects=purged.objects,
                 batches=purged.batches,
                 tenant_events=purged.tenant_events,
+                tenant_deliveries=purged.tenant_deliveries,
                 dry_run=dry_run,
             ),
         )

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -252,3 +256,74 @@ def test_old_batches_go_once_their_jobs_are_gone(world: World) -> None:
     assert world.count(Batch, tenant_id=tenant) == 1
     assert world.count(Batch, id=still_used) == 1
     assert world.count(TenantEvent, tenant_id=tenant) == 1
+
+
+def test_settled_deliveries_of_old_tenant_events_go(world: World) -> None:
+    tenant = world.tenant(retention_days=30)
+    forever = world.tenant(retention_days=None)
+
+    def delivery(owner: str, created: dt.datetime, state: str) -> str:
+        delivery_id = _id("dlv", created)
+        with world.sessions() as session, session.begin():
+            session.add(
+                Delivery(
+                    id=delivery_id,
+                    tenant_id=owner,
+                    job_id=None,
+                    event_id=_id("evt", created),
+                    event_type="batch.completed",
+                    url="https://hooks.example.com/x",
+                    payload="{}",
+                    state=state,
+                    created_at=created,
+                )
+            )
+            session.flush()
+            session.add(DeliveryAttempt(delivery_id=delivery_id, attempt=1, status_code=200))
+        return delivery_id
+
+    old_sent = delivery(tenant, OLD, "succeeded")
+    old_failed = delivery(tenant, OLD, "failed")
+    old_pending = delivery(tenant, OLD, "pending")
+    recent = delivery(tenant, RECENT, "succeeded")
+    kept_forever = delivery(forever, OLD, "succeeded")
+
+    purged = _run(world, default_days=None)
+
+    assert purged.tenant_deliveries == 2
+    with world.sessions() as session:
+        left = set(session.scalars(select(Delivery.id).where(Delivery.job_id.is_(None))))
+        attempts = set(session.scalars(select(DeliveryAttempt.delivery_id)))
+    assert {old_pending, recent, kept_forever} <= left
+    assert not {old_sent, old_failed} & left
+    assert not {old_sent, old_failed} & attempts  # their attempt log went with them
+
+
+def test_the_cli_runs_a_pass_and_a_dry_run_deletes_nothing(
+    world: World, database_url: str, tmp_path: Path
+) -> None:
+    tenant = world.tenant(retention_days=30)
+    old = world.job(tenant, OLD)
+    recent = world.job(tenant, RECENT)
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "EDITQUEUE_STORAGE_URL": f"file://{tmp_path}",
+        "EDITQUEUE_DATA_DIR": str(tmp_path),
+    }
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "editqueue", "retention", "run", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "would delete 1 job(s) and 2 stored object(s)" in cli("--dry-run")
+    assert world.jobs_of(tenant) == {old, recent}
+    assert cli("--batch-size", "10").startswith("deleted 1 job(s), 2 stored object(s)")
+    assert world.jobs_of(tenant) == {recent}
