@@ -27,11 +27,14 @@ def test_metrics_cover_jobs_queues_vendors_webhooks_and_outbox(
 ) -> None:
     job = tenant.create_job(model="seededit-3.0", prompt="metrics", image=data_url(png_bytes()))
     assert tenant.wait_job(job["id"])["status"] == "succeeded"
-    samples = _samples(stack)
+    calls = ("provider", "ark"), ("op", "submit"), ("outcome", "succeeded")
+    call_sample = ("editqueue_provider_calls_total", tuple(sorted(calls)))
+    # Workers flush their vendor-call counts within a second (ProviderStats), which may be
+    # after the job's end.
+    samples = wait_until(lambda: (found := _samples(stack)).get(call_sample) and found, 10)
     names = {name for name, _ in samples}
     assert samples[("editqueue_jobs", (("status", "succeeded"),))] >= 1
-    calls = ("provider", "ark"), ("op", "submit"), ("outcome", "succeeded")
-    assert samples[("editqueue_provider_calls_total", tuple(sorted(calls)))] >= 1
+    assert samples[call_sample] >= 1
     assert ("editqueue_queue_depth", (("queue", "jobs"),)) in samples
     assert {
         "editqueue_outbox_backlog",
