@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 
 import httpx
+from celery import Celery
 
 from bench import infra, procs
 from bench.machine import tree_cpu
@@ -32,7 +31,6 @@ from tests.conftest import png_bytes
 from tests.stack import Stack
 
 CHAIN_HOPS = 3
-_RECEIVED = re.compile(r"Task ([\w.]+)\[[^\]]+\] received")
 
 
 @dataclass(frozen=True)
@@ -75,7 +73,7 @@ def _ours(stack: Stack, config: E2EConfig) -> tuple[list[float], Counter[str], C
         _submit(stack, key, image, receiver.url, 20)  # warm-up: connections, imports, caches
         if not receiver.wait_for(20, config.timeout):
             raise RuntimeError(f"warm-up jobs did not finish:\n{stack.log('worker')}")
-        before = _task_counts(stack.workdir)
+        before = _task_counts(stack)
         cpu_before = _cpu(stack)
         for run in range(config.runs):
             expected = 20 + (run + 1) * config.jobs
@@ -85,7 +83,7 @@ def _ours(stack: Stack, config: E2EConfig) -> tuple[list[float], Counter[str], C
                 raise RuntimeError(f"only {len(receiver.arrivals)} of {expected} webhooks came")
             last = max(receiver.arrivals.values())
             rates.append(config.jobs / (last - started))
-        after = _task_counts(stack.workdir)
+        after = _task_counts(stack)
         cpu = _cpu(stack)
         cpu.subtract(cpu_before)
     finally:
@@ -96,11 +94,20 @@ def _ours(stack: Stack, config: E2EConfig) -> tuple[list[float], Counter[str], C
     return rates, per_job, cpu_ms
 
 
-def _task_counts(workdir: Path) -> Counter[str]:
-    """Task messages received so far by every worker, by task name (from their logs)."""
+def _task_counts(stack: Stack) -> Counter[str]:
+    """Task messages taken so far by every worker, by task name (Celery's remote control:
+    each worker's `stats()` totals)."""
+    app = Celery("bench-inspect", broker=stack.env["REDIS_URL"])
+    try:
+        replies = app.control.inspect(timeout=3.0).stats() or {}
+    finally:
+        app.close()
+    workers = [name for name in stack.procs if name.startswith("worker")]
+    if len(replies) != len(workers):
+        raise RuntimeError(f"{len(replies)} of {len(workers)} workers answered stats()")
     counts: Counter[str] = Counter()
-    for log in workdir.glob("worker*.log"):
-        counts.update(_RECEIVED.findall(log.read_text(errors="replace")))
+    for reply in replies.values():
+        counts.update(reply.get("total", {}))
     return counts
 
 

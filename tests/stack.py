@@ -119,7 +119,8 @@ class Stack:
         self._spawn("api", processes.api_argv(f"127.0.0.1:{self.api_port}", quiet=True))
         self.start_worker()
         for index in range(2, workers + 1):
-            self._spawn(f"worker-{index}", processes.worker_argv(8, loglevel="INFO"))
+            node = f"worker-{index}@%h"
+            self._spawn(f"worker-{index}", processes.worker_argv(8, loglevel="INFO", node=node))
         self._spawn("beat", processes.beat_argv(schedule=self.workdir / "beat-schedule"))
         wait_for_http(f"{self.sandbox_url}/_control/stats", timeout=30)
         wait_for_http(f"{self.api_url}/healthz", timeout=60)
@@ -127,7 +128,8 @@ class Stack:
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         """Start a (replacement) worker process."""
-        return self._spawn("worker", processes.worker_argv(8, loglevel="INFO"))
+        node = "worker-1@%h"
+        return self._spawn("worker", processes.worker_argv(8, loglevel="INFO", node=node))
 
     def kill_worker(self) -> None:
         """SIGKILL the worker and every thread and child of it, as a crash would."""

@@ -32,14 +32,18 @@ def api_argv(
     return [*argv, "api.wsgi:app"]
 
 
-def worker_argv(concurrency: int, *, loglevel: str = "INFO") -> list[str]:
-    """A Celery worker on every queue; threads, because the work is waiting on I/O."""
-    return [
+def worker_argv(concurrency: int, *, loglevel: str = "INFO", node: str | None = None) -> list[str]:
+    """A Celery worker on every queue; threads, because the work is waiting on I/O.
+
+    `node`: its Celery node name (`-n`), which must differ between the workers of one host
+    for remote control (`celery inspect`) to tell their replies apart."""
+    argv = [
         *(sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker"),
         *("--pool", "threads", "--concurrency", str(concurrency)),
         *("--queues", ",".join(ALL_QUEUES), "--loglevel", loglevel),
         *("--without-gossip", "--without-mingle"),
     ]
+    return [*argv, "--hostname", node] if node else argv
 
 
 def beat_argv(*, schedule: Path | None = None, loglevel: str = "INFO") -> list[str]:
