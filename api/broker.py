@@ -9,7 +9,6 @@ import redis
 from celery import Celery
 
 from editqueue.config import Settings
-from editqueue.infra import kombu_redis
 from editqueue.tasknames import BROKER_VISIBILITY_TIMEOUT, queue_for
 
 # Keep publishing fast to fail: the outbox relay republishes anything that did not go out,
@@ -20,7 +19,6 @@ _PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 def make_publisher_app(settings: Settings) -> Celery:
     """A Celery app used only to send messages."""
     app = Celery("editqueue-api", broker=settings.redis_url)
-    app.conf.broker_transport = kombu_redis.transport_for(settings.redis_url)
     app.conf.broker_transport_options = {
         "socket_connect_timeout": 2,
         "socket_timeout": 5,

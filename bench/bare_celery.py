@@ -30,7 +30,7 @@ _COPIED = (
     "task_ignore_result",
     "broker_connection_retry_on_startup",
     "broker_connection_max_retries",
-    "broker_transport",  # editqueue.infra.kombu_redis: the baseline gains from it too
+    "broker_transport",  # worker.kombu_redis: the baseline gains from it too
     "broker_transport_options",
     "result_backend_transport_options",
     "visibility_timeout",

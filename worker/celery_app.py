@@ -9,8 +9,8 @@ from celery.signals import setup_logging, worker_process_init
 
 from editqueue import logs, tasknames
 from editqueue.config import get_settings
-from editqueue.infra import kombu_redis
 from editqueue.tasknames import BROKER_VISIBILITY_TIMEOUT
+from worker import kombu_redis
 
 
 def make_celery() -> Celery:

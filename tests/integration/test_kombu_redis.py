@@ -5,14 +5,14 @@ from __future__ import annotations
 import kombu
 import pytest
 
-from editqueue.infra import kombu_redis
+from worker import kombu_redis
 
 
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("redis://127.0.0.1:6379/0", "editqueue.infra.kombu_redis:Transport"),
-        ("rediss://cache.example:6380/1", "editqueue.infra.kombu_redis:Transport"),
+        ("redis://127.0.0.1:6379/0", "worker.kombu_redis:Transport"),
+        ("rediss://cache.example:6380/1", "worker.kombu_redis:Transport"),
         ("sentinel://127.0.0.1:26379", None),
         (None, None),
     ],
