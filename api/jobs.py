@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from api import budgets, schemas_http, streaming
@@ -21,7 +22,7 @@ from api.errors import ApiProblem
 from api.offload import run_blocking, run_sized
 from api.openapi import header_param, operation
 from api.params import page_limit, parse_time
-from api.state import db, db_autocommit, services
+from api.state import close_db, db, db_autocommit, services
 from editqueue import schemas
 from editqueue.catalog import resolve_model
 from editqueue.infra import outbox
@@ -180,12 +181,14 @@ def create() -> tuple[Response, int, dict[str, str]]:
     # Serializing and hashing megabytes of data URLs takes a while: off the event loop.
     size = request.content_length or 0
     request_hash = run_sized(size, idempotency.request_hash, body, *(u.data for u in uploads))
-    # insert_job writes the job and its first event in one statement; a tenant with a budget
-    # also reserves the job's estimate, in the same transaction.
+    # insert_job writes the job and its first event in one statement, so without a budget
+    # it runs on an autocommit connection; a tenant with a budget also reserves the job's
+    # estimate, in the same transaction of the request's session.
     limit = budgets.tenant_budget()
-    session = db_autocommit() if limit is None else db()
+    session = None if limit is None else db()
+    on = db_autocommit() if session is None else session
     earlier = _earlier_job(
-        session, tenant_id, key, request_hash, lambda: _older_hash(body, uploads, raw)
+        on, tenant_id, key, request_hash, lambda: _older_hash(body, uploads, raw)
     )
     if earlier is not None:
         return _replayed(earlier)
@@ -200,22 +203,21 @@ def create() -> tuple[Response, int, dict[str, str]]:
         inline=InlineImages(run_blocking),
     )
     amount = budgets.estimate_jobs([new]) if limit is not None else None
-    created = jobs.insert_job(
-        session, tenant_id, new, idempotency_key=key, request_hash=request_hash
-    )
-    messages: list[outbox.Message] = []
-    if limit is not None and not created.replayed:  # a replay reserved when it was created
-        messages = budgets.admit(
-            session, tenant_id, [new], amount, limit, when=created.job.created_at
-        )
-    session.commit()
+    created = jobs.insert_job(on, tenant_id, new, idempotency_key=key, request_hash=request_hash)
+    if session is not None:
+        messages: list[outbox.Message] = []
+        if limit is not None and not created.replayed:  # a replay reserved at its creation
+            messages = budgets.admit(
+                session, tenant_id, [new], amount, limit, when=created.job.created_at
+            )
+        session.commit()
+        outbox.publish_committed(session, svc.publisher, messages)
     if created.replayed:
         return _replayed(created.job)
-    outbox.publish_committed(session, svc.publisher, messages)
     svc.ring_dispatcher()
     if wait is None:
         return jsonify(job_json(created.job)), 202, _location(created.job)
-    session.close()  # hand the connection back while we wait
+    close_db()  # hand the connection back while we wait
     return _waited(created.job, wait)
 
 
@@ -233,7 +235,7 @@ def _create_body() -> tuple[dict[str, Any], list[Upload], bytes | None]:
 
 
 def _earlier_job(
-    session: Session,
+    on: Session | Connection,
     tenant_id: str,
     key: str | None,
     request_hash: str,
@@ -246,7 +248,7 @@ def _earlier_job(
     """
     if not key:
         return None
-    earlier = jobs.find_by_idempotency_key(session, tenant_id, key)
+    earlier = jobs.find_by_idempotency_key(on, tenant_id, key)
     if earlier is None:
         return None
     return jobs.check_replay(earlier, request_hash, older_hash())

@@ -13,7 +13,7 @@ from typing import Any, TypeVar, cast
 import psycopg
 from psycopg.types.json import Jsonb
 from sqlalchemy import CursorResult, MetaData, Result, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -131,9 +131,10 @@ class DriverStatement:
         self._json = frozenset(json)
         self._json_or_null = frozenset(json_or_null)
 
-    def execute(self, session: Session, params: Mapping[str, Any]) -> psycopg.Cursor[Any]:
-        """Run it with `params` and return the driver's cursor (rows as tuples)."""
-        connection = session.connection()
+    def execute(self, on: Session | Connection, params: Mapping[str, Any]) -> psycopg.Cursor[Any]:
+        """Run it with `params` on a session's connection (or on a connection) and return
+        the driver's cursor (rows as tuples)."""
+        connection = on.connection() if isinstance(on, Session) else on
         driver = connection.connection.dbapi_connection
         assert driver is not None  # a checked-out connection always has one
         values = {name: self._adapt(name, value) for name, value in params.items()}
@@ -184,9 +185,15 @@ def loaded_instance(model: type[_Model], cursor: psycopg.Cursor[Any]) -> _Model 
     if row is None:
         return None
     assert cursor.description is not None  # a statement that returned a row has columns
+    return instance_from(model, zip((c.name for c in cursor.description), row, strict=True))
+
+
+def instance_from(model: type[_Model], row: Iterable[tuple[str, Any]]) -> _Model:
+    """A `model` instance holding `row` ((column name, value) pairs) as its committed state.
+
+    As `loaded_instance`: in no session, and a change to it is not flushed.
+    """
     names = _attribute_names(model)
     instance = cast(_Model, model.__mapper__.class_manager.new_instance())
-    instance.__dict__.update(
-        (names[column.name], value) for column, value in zip(cursor.description, row, strict=True)
-    )
+    instance.__dict__.update((names[name], value) for name, value in row)
     return instance

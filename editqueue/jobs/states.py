@@ -25,10 +25,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from ulid import ULID
 
-from editqueue.db import DriverStatement, affected_rows, loaded_instance
+from editqueue.db import DriverStatement, affected_rows, instance_from, loaded_instance
 from editqueue.errors import NotFound
 from editqueue.ids import new_id, new_token
 from editqueue.jobs.idempotency import check_replay as check_replay  # api/ calls it here
@@ -129,9 +130,17 @@ _LIVE_EVENT = DriverStatement(
 )
 
 
-def find_by_idempotency_key(session: Session, tenant_id: str, key: str) -> Job | None:
+_JOBS = Job.__table__
+_EVENTS = JobEvent.__table__
+
+
+def find_by_idempotency_key(on: Session | Connection, tenant_id: str, key: str) -> Job | None:
     """The job created earlier with this key, if any."""
-    return session.scalar(select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key))
+    if isinstance(on, Session):
+        return on.scalar(select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key))
+    query = select(_JOBS).where(_JOBS.c.tenant_id == tenant_id, _JOBS.c.idempotency_key == key)
+    row = on.execute(query).first()
+    return None if row is None else instance_from(Job, zip(row._fields, row, strict=True))
 
 
 def job_row(
@@ -192,10 +201,6 @@ def created_event_row(
     }
 
 
-_JOBS = Job.__table__
-_EVENTS = JobEvent.__table__
-
-
 @functools.lru_cache(maxsize=4)
 def _insert_job_statement(keys: tuple[str, ...], *, idempotent: bool) -> DriverStatement:
     """One round trip for the job (the columns `keys`) and its `job.created` event, built
@@ -219,7 +224,7 @@ def _insert_job_statement(keys: tuple[str, ...], *, idempotent: bool) -> DriverS
 
 
 def insert_job(
-    session: Session,
+    on: Session | Connection,
     tenant_id: str,
     new: NewJob,
     *,
@@ -238,13 +243,12 @@ def insert_job(
     event = created_event_row(new, tenant_id, now)
     statement = _insert_job_statement(tuple(row), idempotent=bool(idempotency_key))
     values = {**row, **{f"event_{k}": v for k, v in event.items() if k != "job_id"}}
-    if statement.execute(session, values).fetchone() is None:
-        existing = find_by_idempotency_key(session, tenant_id, idempotency_key or "")
+    if statement.execute(on, values).fetchone() is None:
+        existing = find_by_idempotency_key(on, tenant_id, idempotency_key or "")
         if existing is None:
             raise RuntimeError("job insert conflicted without an idempotency key")
         return Created(check_replay(existing, request_hash or ""), True)
-    attributes = {("meta" if k == "metadata" else k): v for k, v in row.items()}
-    return Created(Job(**attributes), False)
+    return Created(instance_from(Job, row.items()), False)
 
 
 def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
