@@ -30,6 +30,7 @@ from api import (
     webhook_secret,
 )
 from api.console import wiring as console
+from api.fast_json import FastJSONProvider
 from editqueue import tasknames
 from editqueue.config import Settings, get_settings
 from editqueue.db import PING_IDLE_SECONDS, make_engine, make_session_factory
@@ -67,7 +68,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         raise RuntimeError("DATABASE_URL is not set")
     app = Flask("editqueue", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
-    app.json.sort_keys = False  # type: ignore[attr-defined]  # Flask's default provider has it
+    app.json = FastJSONProvider(app)
     engine = make_api_engine(settings.database_url)
     publisher_app = broker.make_publisher_app(settings)
     publisher = broker.make_publisher(publisher_app)

@@ -19,7 +19,9 @@ from editqueue.db import (
     transaction,
 )
 from editqueue.ids import new_id
-from editqueue.models import Job
+from editqueue.jobs import states as jobs
+from editqueue.jobs.intake import NewJob
+from editqueue.models import Job, JobEvent
 from editqueue.tenants import create_tenant
 
 
@@ -131,3 +133,43 @@ def test_a_loaded_instance_holds_what_the_orm_loads(sessions, database_url: str)
         session.execute(text("SELECT 1"))
     with sessions() as session:
         assert session.scalar(select(Job.poll_count).where(Job.id == job.id)) == 3
+
+
+# -- insert_job: the Job it answers with is the row the database stored --------------------
+
+
+@pytest.mark.parametrize("on", ["session", "autocommit connection"])
+def test_insert_job_answers_the_stored_row(sessions, on: str) -> None:
+    with transaction(sessions) as session:
+        tenant_id = create_tenant(session, new_id("t")).id
+    new = NewJob(
+        model="seededit-3.0",
+        prompt="p",
+        params={"seed": 7},
+        inputs=[{"source": "url", "url": "http://x/a.png"}],
+        provider_pin=None,
+        provider_options={},
+        webhook_url="https://hooks.example/a",
+        webhook_events=["job.succeeded"],
+        metadata={"team": "a"},
+        deadline_seconds=600,
+        id=new_id("job"),
+        cost_estimate=Decimal("0.030000"),
+    )
+    engine = sessions.kw["bind"]
+    if on == "session":
+        with transaction(sessions) as session:
+            created = jobs.insert_job(session, tenant_id, new, idempotency_key="k")
+    else:
+        with engine.connect() as connection:
+            autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
+            created = jobs.insert_job(autocommit, tenant_id, new)
+    with sessions() as session:
+        stored = session.get(Job, new.id)
+        event = session.scalars(select(JobEvent).where(JobEvent.job_id == new.id)).one()
+    assert stored is not None and not created.replayed
+    columns = [attribute.key for attribute in Job.__mapper__.column_attrs]
+    assert {k: getattr(created.job, k) for k in columns} == {k: getattr(stored, k) for k in columns}
+    assert stored.status == "queued" and stored.outputs == [] and stored.attempts == 0
+    assert (event.type, event.terminal, event.tenant_id) == ("job.created", False, tenant_id)
+    assert event.at == stored.created_at == stored.updated_at
