@@ -64,6 +64,18 @@ def test_values_go_in_as_sqlalchemy_sends_them(scratch) -> None:
     assert [tuple(r) for r in rows] == [("a", "red", "object"), ("b", None, "null")]
 
 
+def test_jsonb_takes_what_the_standard_encoder_takes(scratch) -> None:
+    # orjson encodes jsonb parameters; what it refuses goes through json.dumps as before.
+    _, sessions = scratch
+    documents = {"big": {"n": 2**70}, "keys": {1: "one"}, "text": {"t": "snow ☃ \u2028"}}
+    with sessions() as session, session.begin():
+        for key, doc in documents.items():
+            INSERT.execute(session, {"id": key, "colour": None, "doc": doc})
+    with sessions() as session:
+        stored = dict(session.execute(text("SELECT id, doc FROM driver_scratch")).all())
+    assert stored == {"big": {"n": 2**70}, "keys": {"1": "one"}, "text": {"t": "snow ☃ \u2028"}}
+
+
 def test_it_runs_inside_the_sessions_transaction(scratch) -> None:
     _, sessions = scratch
     with sessions() as session:
