@@ -116,15 +116,14 @@ def _detected_format(data: bytes) -> str | None:
         return None
 
 
-def _open_header(data: bytes, constraints: ImageConstraints) -> tuple[str, int, int]:
-    """Format and size from the header only, restricted to the allowed formats."""
+def _open_allowed(data: bytes, constraints: ImageConstraints) -> Image.Image:
+    """The image opened from its header only, restricted to the allowed formats."""
     allowed = _format_names(constraints.formats)
     try:
         # formats= stops Pillow from trying any other decoder on untrusted bytes; opening
         # reads the header only. Pillow raises DecompressionBombError from the header for
         # absurd sizes (and the warning, if a filter turns it into an error).
-        with Image.open(io.BytesIO(data), formats=sorted(constraints.formats)) as im:
-            return str(im.format), im.width, im.height
+        return Image.open(io.BytesIO(data), formats=sorted(constraints.formats))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageRejected("image has too many pixels to process safely") from None
     except Exception:  # UnidentifiedImageError, or any parser error on hostile bytes
@@ -154,16 +153,16 @@ def _check_dimensions(width: int, height: int, constraints: ImageConstraints) ->
         )
 
 
-def _check_decodes(data: bytes, fmt: str) -> None:
+def _check_decodes(data: bytes, opened: Image.Image) -> None:
     """Decode every pixel, so truncated or corrupt files are refused now, not by a vendor."""
     try:
-        # verify() checks chunk CRCs (PNG) but leaves the image unusable, hence a second
-        # open; load() decodes the pixel data and fails on truncation. Neither touches the
-        # global ImageFile.LOAD_TRUNCATED_IMAGES, which stays at its strict default.
-        with Image.open(io.BytesIO(data), formats=[fmt]) as im:
+        # verify() checks chunk CRCs (PNG) but leaves an image unusable, hence its own
+        # open; load() of the image opened for its header decodes the pixel data and fails
+        # on truncation. Neither touches the global ImageFile.LOAD_TRUNCATED_IMAGES, which
+        # stays at its strict default.
+        with Image.open(io.BytesIO(data), formats=[str(opened.format)]) as im:
             im.verify()
-        with Image.open(io.BytesIO(data), formats=[fmt]) as im:
-            im.load()
+        opened.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageRejected("image has too many pixels to process safely") from None
     except Exception:  # decoders raise OSError, SyntaxError, ValueError, struct.error…
@@ -188,11 +187,12 @@ def inspect_image(data: bytes, constraints: ImageConstraints) -> ImageInfo:
         raise ImageRejected("image is empty")
     if len(data) > constraints.max_bytes:
         raise ImageRejected(_size_over_limit(len(data), constraints.max_bytes))
-    fmt, width, height = _open_header(data, constraints)
-    # Header checks come before decoding: a 50000x50000 header is refused without
-    # allocating its pixels (our own limit, independent of Image.MAX_IMAGE_PIXELS).
-    _check_dimensions(width, height, constraints)
-    _check_decodes(data, fmt)
+    with _open_allowed(data, constraints) as opened:
+        fmt, width, height = str(opened.format), opened.width, opened.height
+        # Header checks come before decoding: a 50000x50000 header is refused without
+        # allocating its pixels (our own limit, independent of Image.MAX_IMAGE_PIXELS).
+        _check_dimensions(width, height, constraints)
+        _check_decodes(data, opened)
     content_type, ext = _FORMATS[fmt]
     return ImageInfo(
         format=fmt,
