@@ -1,5 +1,5 @@
-"""JSON responses encoded by orjson: the standard encoder behind `jsonify` was a twentieth of
-a `POST /v1/jobs`'s own CPU, orjson a tenth of that."""
+"""JSON responses encoded by orjson: `jsonify`'s standard encoder was 3 % of a
+`POST /v1/jobs`, and orjson takes a tenth of its time."""
 
 from __future__ import annotations
 

@@ -42,7 +42,7 @@ def db() -> Session:
 def db_autocommit() -> Connection:
     """The request's autocommit connection (closed at teardown), for a handler whose every
     write is one self-contained statement: no BEGIN and COMMIT round trips around it, and
-    none of a session's bookkeeping (a sixth of a bare `POST /v1/jobs`'s own CPU)."""
+    none of a session's bookkeeping (~100 µs of CPU, 7 % of a `POST /v1/jobs`)."""
     if "db_connection" not in g:
         connection = services().engine.connect()
         g.db_connection = connection.execution_options(isolation_level="AUTOCOMMIT")
