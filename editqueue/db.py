@@ -121,6 +121,14 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
+@contextlib.contextmanager
+def autocommit(factory: sessionmaker[Session]) -> Iterator[Connection]:
+    """A connection of the factory's engine in autocommit, for one self-contained statement
+    (a WITH of several writes is one): no session around it, no BEGIN and COMMIT."""
+    with factory.kw["bind"].connect() as connection:
+        yield connection.execution_options(isolation_level="AUTOCOMMIT")
+
+
 # -- statements sent to psycopg directly -------------------------------------------------------
 
 # `:name` placeholders, not `::type` casts.

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from editqueue import logs
 from editqueue.config import Settings
+from editqueue.db import autocommit
 from editqueue.infra import outbox
 from editqueue.infra.images import ImageFetchError, ImageRejected
 from editqueue.infra.netguard import UnsafeURL
@@ -358,8 +359,8 @@ def _poll(ctx: Context, job: Job) -> None:
         return
     ctx.stats.observe(name, "poll", status.state, time.monotonic() - started)
     if status.state != "running":
-        with ctx.sessions() as session, session.begin():
-            jobs.record_event(session, job, "poll", {"state": status.state})
+        with autocommit(ctx.sessions) as connection:
+            jobs.record_event(connection, job, "poll", {"state": status.state})
     _handle_status(ctx, job, name, status, first=False)
 
 

@@ -82,14 +82,14 @@ class Created:
 
 
 def record_event(
-    session: Session,
+    on: Session | Connection,
     job: Job,
     type_: str,
     detail: dict[str, Any] | None = None,
     *,
     terminal: bool = False,
 ) -> JobEvent | None:
-    """Append to the job's audit trail (in the caller's transaction).
+    """Append to the job's audit trail (in the caller's transaction, if any).
 
     The terminal event is written by the finishing claim itself. Any other event is
     written only while the job is live, and None is returned otherwise: a step still
@@ -106,9 +106,9 @@ def record_event(
     )
     values = {c.name: getattr(event, c.key) for c in _EVENTS.columns if c.name != "terminal"}
     if terminal:
-        _TERMINAL_EVENT.execute(session, values)
+        _TERMINAL_EVENT.execute(on, values)
         return event
-    written = _LIVE_EVENT.execute(session, values).fetchone()
+    written = _LIVE_EVENT.execute(on, values).fetchone()
     return event if written else None
 
 

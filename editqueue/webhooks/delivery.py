@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from editqueue import logs
 from editqueue.config import Settings
-from editqueue.db import DriverStatement
+from editqueue.db import DriverStatement, autocommit
 from editqueue.ids import new_id
 from editqueue.webhooks import health as webhook_health
 from editqueue.webhooks.limits import TargetLimiter
@@ -185,12 +185,16 @@ def _record(
             detail=_job_event_detail(delivery, attempt, result, state),
             at=dt.datetime.now(dt.UTC),
         )
-    with factory() as session, session.begin():
-        _RECORD.execute(session, values)
-        # A success to a healthy endpoint changes nothing about its health: skip the trip.
-        if delivery.endpoint_id and (not result.ok or destination.failing):
+    # A success to a healthy endpoint changes nothing about its health: skip the trip, and
+    # the one statement left needs no transaction around it.
+    if delivery.endpoint_id and (not result.ok or destination.failing):
+        with factory() as session, session.begin():
+            _RECORD.execute(session, values)
             # Announcements of a disabled endpoint go out through the outbox relay.
             webhook_health.note_outcome(session, delivery.endpoint_id, result, settings=settings)
+    else:
+        with autocommit(factory) as connection:
+            _RECORD.execute(connection, values)
     log.info(
         "webhook.delivery.attempted",
         extra=logs.fields(
