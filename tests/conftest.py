@@ -5,9 +5,12 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -194,6 +197,30 @@ def png_bytes(size: tuple[int, int] = (320, 240), seed: int = 0, fmt: str = "PNG
     buffer = io.BytesIO()
     image.save(buffer, fmt)
     return buffer.getvalue()
+
+
+def editqueue_cli(
+    *args: str,
+    env: Mapping[str, str | None] | None = None,
+    timeout: float = 120,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`python -m editqueue ARGS` as a subprocess: `env` over this process's environment (a
+    None value removes the variable), output captured as text."""
+    environ = dict(os.environ)
+    for name, value in (env or {}).items():
+        if value is None:
+            environ.pop(name, None)
+        else:
+            environ[name] = value
+    return subprocess.run(
+        [sys.executable, "-m", "editqueue", *args],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
 
 
 def data_url(data: bytes, fmt: str = "png") -> str:

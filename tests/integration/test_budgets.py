@@ -10,9 +10,6 @@ own (ark), so is its cost.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +23,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from editqueue.db import make_engine, make_session_factory
 from editqueue.models import Batch, Job, TenantSpend
-from tests.conftest import Receiver, TenantClient, data_url, make_tenant, png_bytes, wait_until
+from tests.conftest import (
+    Receiver,
+    TenantClient,
+    data_url,
+    editqueue_cli,
+    make_tenant,
+    png_bytes,
+    wait_until,
+)
 from tests.stack import Stack, private_stack
 
 ADMIN_KEY = "admin-budget-key-0123456789"
@@ -285,20 +290,10 @@ def test_admin_patch_sets_and_clears_the_budget_fields(
 def test_cli_sets_and_shows_the_budget_and_this_months_spend(
     budget_stack: Stack, buyer: TenantClient
 ) -> None:
-    env = {
-        **os.environ,
-        "DATABASE_URL": budget_stack.database_url,
-        "REDIS_URL": budget_stack.redis_url,
-    }
+    env = {"DATABASE_URL": budget_stack.database_url, "REDIS_URL": budget_stack.redis_url}
 
     def run(*args: str) -> str:
-        result = subprocess.run(
-            [sys.executable, "-m", "editqueue", "tenants", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = editqueue_cli("tenants", *args, env=env, timeout=60)
         assert result.returncode == 0, result.stderr
         return result.stdout
 
@@ -324,12 +319,6 @@ def test_cli_sets_and_shows_the_budget_and_this_months_spend(
     cleared = run("set", buyer.name, "--monthly-budget", "none", "--retention-days", "none")
     assert "monthly_budget=none" in cleared and "retention_days=default" in cleared
     assert "monthly_budget: none" in run("show", buyer.name)
-    bad = subprocess.run(
-        [sys.executable, "-m", "editqueue", "tenants", "set", buyer.name, "--budget-alert", "2"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    bad = editqueue_cli("tenants", "set", buyer.name, "--budget-alert", "2", env=env, timeout=60)
     assert bad.returncode != 0 and "budget_alert_ratio" in bad.stderr
     assert "Traceback" not in bad.stderr

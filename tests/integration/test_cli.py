@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 
 import httpx
 
+from tests.conftest import editqueue_cli
 from tests.stack import Stack
 
 
 def _cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": database_url}
-    return subprocess.run(
-        [sys.executable, "-m", "editqueue", *args], env=env, capture_output=True, text=True
-    )
+    return editqueue_cli(*args, env={"DATABASE_URL": database_url})
 
 
 def test_migrate_is_idempotent(database_url: str) -> None:
@@ -54,10 +50,7 @@ def test_unknown_tenant_and_bad_config_are_clear_errors(database_url: str) -> No
 
 
 def _operator(database_url: str, redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
-    return subprocess.run(
-        [sys.executable, "-m", "editqueue", *args], env=env, capture_output=True, text=True
-    )
+    return editqueue_cli(*args, env={"DATABASE_URL": database_url, "REDIS_URL": redis_url})
 
 
 def test_tenants_list_show_and_set(database_url: str, redis_url: str, stack: Stack) -> None:

@@ -6,32 +6,24 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from editqueue.standalone.ports import free_port
-from tests.conftest import TenantClient, data_url, png_bytes
+from tests.conftest import TenantClient, data_url, editqueue_cli, png_bytes
 
 
 def run_cli(
     tenant: TenantClient | None, *args: str, api_url: str | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDITQUEUE_API")}
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("EDITQUEUE_API")}
     if tenant is not None:
         env["EDITQUEUE_API_URL"] = api_url or str(tenant.client.base_url)
         env["EDITQUEUE_API_KEY"] = tenant.key
     elif api_url:
         env["EDITQUEUE_API_URL"] = api_url
-    return subprocess.run(
-        [sys.executable, "-m", "editqueue", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=cwd,
-    )
+    return editqueue_cli(*args, env=env, timeout=180, cwd=cwd)
 
 
 @pytest.fixture

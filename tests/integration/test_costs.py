@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +19,7 @@ from editqueue.infra.storage import open_configured_storage
 from editqueue.jobs.lifecycle import cancel_job
 from editqueue.models import Job
 from editqueue.tenants import create_tenant
-from tests.conftest import Receiver, TenantClient, data_url, make_tenant, png_bytes
+from tests.conftest import Receiver, TenantClient, data_url, editqueue_cli, make_tenant, png_bytes
 from tests.integration.test_webhook_engine import _running_job
 from tests.stack import Stack, private_stack
 
@@ -158,15 +156,9 @@ def test_the_cli_summary_and_the_console_show_the_cost(
 ) -> None:
     job_id = _job(payer, "vtrix")
     assert payer.wait_job(job_id, timeout=60)["status"] == "succeeded"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDITQUEUE_")}
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("EDITQUEUE_")}
     env |= {"EDITQUEUE_API_URL": cost_stack.api_url, "EDITQUEUE_API_KEY": payer.key}
-    shown = subprocess.run(
-        [sys.executable, "-m", "editqueue", "jobs", "get", job_id],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    shown = editqueue_cli("jobs", "get", job_id, env=env)
     assert shown.returncode == 0, shown.stderr
     assert re.search(r"^cost\s+0\.030000 USD \(reported\)$", shown.stdout, re.M), shown.stdout
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +18,7 @@ from editqueue.infra.storage import MemoryStorage
 from editqueue.jobs.retention import Purged, run_retention
 from editqueue.models import Batch, Delivery, DeliveryAttempt, Job, JobEvent, Tenant, TenantEvent
 from editqueue.tenants import create_tenant
+from tests.conftest import editqueue_cli
 
 NOW = dt.datetime.now(dt.UTC)
 OLD = NOW - dt.timedelta(days=40)
@@ -79,23 +77,38 @@ class World:
                 session.add(
                     JobEvent(id=_id("evt", created), job_id=job_id, tenant_id=tenant_id, type=kind)
                 )
-            if delivery_state:
-                delivery_id = new_id("dlv")
-                session.add(
-                    Delivery(
-                        id=delivery_id,
-                        tenant_id=tenant_id,
-                        job_id=job_id,
-                        event_id=new_id("evt"),
-                        event_type=f"job.{status}",
-                        url="https://hooks.example.com/x",
-                        payload="{}",
-                        state=delivery_state,
-                    )
-                )
-                session.flush()
-                session.add(DeliveryAttempt(delivery_id=delivery_id, attempt=1, status_code=500))
+        if delivery_state:
+            self.delivery(tenant_id, created, delivery_state, job_id=job_id, code=500)
         return job_id
+
+    def delivery(
+        self,
+        tenant_id: str,
+        created: dt.datetime,
+        state: str,
+        *,
+        job_id: str | None = None,
+        code: int = 200,
+    ) -> str:
+        """A delivery (a job's, or a tenant event's without `job_id`) with one attempt."""
+        delivery_id = _id("dlv", created)
+        with self.sessions() as session, session.begin():
+            session.add(
+                Delivery(
+                    id=delivery_id,
+                    tenant_id=tenant_id,
+                    job_id=job_id,
+                    event_id=_id("evt", created),
+                    event_type="job.succeeded" if job_id else "batch.completed",
+                    url="https://hooks.example.com/x",
+                    payload="{}",
+                    state=state,
+                    created_at=created,
+                )
+            )
+            session.flush()
+            session.add(DeliveryAttempt(delivery_id=delivery_id, attempt=1, status_code=code))
+        return delivery_id
 
     def batch(self, tenant_id: str, created: dt.datetime) -> str:
         batch_id = _id("bat", created)
@@ -262,31 +275,11 @@ def test_settled_deliveries_of_old_tenant_events_go(world: World) -> None:
     tenant = world.tenant(retention_days=30)
     forever = world.tenant(retention_days=None)
 
-    def delivery(owner: str, created: dt.datetime, state: str) -> str:
-        delivery_id = _id("dlv", created)
-        with world.sessions() as session, session.begin():
-            session.add(
-                Delivery(
-                    id=delivery_id,
-                    tenant_id=owner,
-                    job_id=None,
-                    event_id=_id("evt", created),
-                    event_type="batch.completed",
-                    url="https://hooks.example.com/x",
-                    payload="{}",
-                    state=state,
-                    created_at=created,
-                )
-            )
-            session.flush()
-            session.add(DeliveryAttempt(delivery_id=delivery_id, attempt=1, status_code=200))
-        return delivery_id
-
-    old_sent = delivery(tenant, OLD, "succeeded")
-    old_failed = delivery(tenant, OLD, "failed")
-    old_pending = delivery(tenant, OLD, "pending")
-    recent = delivery(tenant, RECENT, "succeeded")
-    kept_forever = delivery(forever, OLD, "succeeded")
+    old_sent = world.delivery(tenant, OLD, "succeeded")
+    old_failed = world.delivery(tenant, OLD, "failed")
+    old_pending = world.delivery(tenant, OLD, "pending")
+    recent = world.delivery(tenant, RECENT, "succeeded")
+    kept_forever = world.delivery(forever, OLD, "succeeded")
 
     purged = _run(world, default_days=None)
 
@@ -306,20 +299,13 @@ def test_the_cli_runs_a_pass_and_a_dry_run_deletes_nothing(
     old = world.job(tenant, OLD)
     recent = world.job(tenant, RECENT)
     env = {
-        **os.environ,
         "DATABASE_URL": database_url,
         "EDITQUEUE_STORAGE_URL": f"file://{tmp_path}",
         "EDITQUEUE_DATA_DIR": str(tmp_path),
     }
 
     def cli(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "editqueue", "retention", "run", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = editqueue_cli("retention", "run", *args, env=env, timeout=60)
         assert done.returncode == 0, done.stderr
         return done.stdout
 

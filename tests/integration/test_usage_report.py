@@ -10,7 +10,6 @@ import datetime as dt
 import json
 import os
 import subprocess
-import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from decimal import Decimal
@@ -24,7 +23,7 @@ from editqueue.ids import new_id
 from editqueue.models import Job
 from editqueue.spend.report import UsageRow, usage_report
 from editqueue.tenants import create_tenant
-from tests.conftest import TenantClient, data_url, make_tenant, png_bytes
+from tests.conftest import TenantClient, data_url, editqueue_cli, make_tenant, png_bytes
 from tests.integration.test_sdk_async import run_in_own_loop
 from tests.stack import Stack, private_stack
 
@@ -214,16 +213,10 @@ def _row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_cli(tenant: TenantClient, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDITQUEUE_API")}
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("EDITQUEUE_API")}
     env["EDITQUEUE_API_URL"] = str(tenant.client.base_url)
     env["EDITQUEUE_API_KEY"] = tenant.key
-    return subprocess.run(
-        [sys.executable, "-m", "editqueue", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return editqueue_cli(*args, env=env)
 
 
 @pytest.fixture(scope="module")
