@@ -203,7 +203,7 @@ def created_event_row(
 
 # What every new job starts with, written into the statement instead of sent: fewer
 # parameters for the driver to adapt (a dozen fewer than job_row's columns and the event's).
-AT_CREATION = {
+_AT_CREATION = {
     "status": "'queued'",
     "outputs": "'[]'",
     "attempt_log": "'[]'",
@@ -223,11 +223,11 @@ def _insert_job_statement(keys: tuple[str, ...], *, idempotent: bool) -> DriverS
     (the caller then reads the winner) instead of failing the transaction.
     """
     names = ", ".join(keys)
-    values = ", ".join(AT_CREATION.get(key, f":{key}") for key in keys)
+    values = ", ".join(_AT_CREATION.get(key, f":{key}") for key in keys)
     conflict = (
         " ON CONFLICT ON CONSTRAINT uq_jobs_tenant_idempotency DO NOTHING" if idempotent else ""
     )
-    sent = [key for key in keys if key not in AT_CREATION]
+    sent = [key for key in keys if key not in _AT_CREATION]
     return DriverStatement(
         f"WITH added AS (INSERT INTO jobs ({names}) VALUES ({values}){conflict} RETURNING id)"
         " INSERT INTO job_events (id, job_id, tenant_id, type, terminal, detail, at)"
@@ -256,7 +256,7 @@ def insert_job(
     row = job_row(new, tenant_id, now, idempotency_key=idempotency_key, request_hash=request_hash)
     event = created_event_row(new, tenant_id, now)
     statement = _insert_job_statement(tuple(row), idempotent=bool(idempotency_key))
-    values = {k: v for k, v in row.items() if k not in AT_CREATION}
+    values = {k: v for k, v in row.items() if k not in _AT_CREATION}
     values["event_id"] = event["id"]
     values["event_detail"] = event["detail"]
     if statement.execute(on, values).fetchone() is None:
