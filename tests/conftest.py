@@ -199,6 +199,15 @@ def png_bytes(size: tuple[int, int] = (320, 240), seed: int = 0, fmt: str = "PNG
     return buffer.getvalue()
 
 
+def fresh_get(tenant: TenantClient, path: str = "/v1/jobs") -> httpx.Response:
+    """GET with the tenant's key on a new connection, so requests spread over the API's
+    gunicorn workers."""
+    return httpx.get(
+        f"{tenant.client.base_url}{path}",
+        headers={"Authorization": f"Bearer {tenant.key}", "Connection": "close"},
+    )
+
+
 def editqueue_cli(
     *args: str,
     env: Mapping[str, str | None] | None = None,

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from editqueue.db import (
     DriverStatement,
+    autocommit,
     loaded_instance,
     make_engine,
     make_session_factory,
@@ -168,14 +169,12 @@ def test_insert_job_answers_the_stored_row(sessions, on: str) -> None:
         id=new_id("job"),
         cost_estimate=Decimal("0.030000"),
     )
-    engine = sessions.kw["bind"]
     if on == "session":
         with transaction(sessions) as session:
             created = jobs.insert_job(session, tenant_id, new, idempotency_key="k")
     else:
-        with engine.connect() as connection:
-            autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
-            created = jobs.insert_job(autocommit, tenant_id, new)
+        with autocommit(sessions) as connection:
+            created = jobs.insert_job(connection, tenant_id, new)
     with sessions() as session:
         stored = session.get(Job, new.id)
         event = session.scalars(select(JobEvent).where(JobEvent.job_id == new.id)).one()

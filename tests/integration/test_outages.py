@@ -23,7 +23,15 @@ from editqueue import migrate
 from editqueue.db import make_engine, make_session_factory
 from editqueue.standalone.embedded import EmbeddedPostgres, EmbeddedRedis
 from editqueue.standalone.ports import free_port
-from tests.conftest import Receiver, TenantClient, data_url, make_tenant, png_bytes, wait_until
+from tests.conftest import (
+    Receiver,
+    TenantClient,
+    data_url,
+    fresh_get,
+    make_tenant,
+    png_bytes,
+    wait_until,
+)
 from tests.stack import Stack, running_stack
 
 pytestmark = pytest.mark.slow
@@ -98,25 +106,22 @@ def test_redis_restart_mid_run_loses_no_job(
             for i in range(4)
             for model in ("seededit-3.0", "seedream-4.0-edit")
         ]
-        assert all(_rate_limited(stack, tenant) for _ in range(6))  # both API workers
+        assert all(_rate_limited(tenant) for _ in range(6))  # both API workers
         own_redis.stop()
         time.sleep(1)
         own_redis.start()
         # The rate limiter's pooled connections died with the server: each is replaced on its
         # first use, instead of the request passing unlimited (and the next 5 s with it).
-        assert all(_rate_limited(stack, tenant) for _ in range(6))
+        assert all(_rate_limited(tenant) for _ in range(6))
         for job_id in ids:
             done = tenant.wait_job(job_id, timeout=90)
             assert done["status"] == "succeeded", (done, stack.log("worker")[-3000:])
         tenant.client.close()
 
 
-def _rate_limited(stack: Stack, tenant: TenantClient) -> bool:
+def _rate_limited(tenant: TenantClient) -> bool:
     """Whether a request on a new connection (to either API worker) was counted."""
-    response = httpx.get(
-        f"{stack.api_url}/v1/jobs",
-        headers={"Authorization": f"Bearer {tenant.key}", "Connection": "close"},
-    )
+    response = fresh_get(tenant)
     response.raise_for_status()
     return "RateLimit-Limit" in response.headers
 

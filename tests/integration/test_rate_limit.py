@@ -12,20 +12,12 @@ from api.app import create_app
 from editqueue.config import load_settings
 from editqueue.db import transaction
 from editqueue.models import ApiKey
-from tests.conftest import TenantClient
+from tests.conftest import TenantClient, fresh_get
 
 
 def set_rate_limit(sessions, tenant: TenantClient, rate: int | None) -> None:
     with transaction(sessions) as session:
         session.execute(update(ApiKey).where(ApiKey.tenant_id == tenant.id).values(rate_limit=rate))
-
-
-def fresh_get(tenant: TenantClient, path: str = "/v1/jobs") -> httpx.Response:
-    # A new connection per request, so requests spread over both gunicorn workers.
-    return httpx.get(
-        f"{tenant.client.base_url}{path}",
-        headers={"Authorization": f"Bearer {tenant.key}", "Connection": "close"},
-    )
 
 
 def test_a_burst_over_the_key_limit_gets_429_then_recovers(

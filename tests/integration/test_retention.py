@@ -78,7 +78,10 @@ class World:
                     JobEvent(id=_id("evt", created), job_id=job_id, tenant_id=tenant_id, type=kind)
                 )
         if delivery_state:
-            self.delivery(tenant_id, created, delivery_state, job_id=job_id, code=500)
+            # Made when the job ended, which may be long after it was created.
+            self.delivery(
+                tenant_id, NOW, delivery_state, job_id=job_id, event=f"job.{status}", code=500
+            )
         return job_id
 
     def delivery(
@@ -88,6 +91,7 @@ class World:
         state: str,
         *,
         job_id: str | None = None,
+        event: str = "batch.completed",
         code: int = 200,
     ) -> str:
         """A delivery (a job's, or a tenant event's without `job_id`) with one attempt."""
@@ -99,7 +103,7 @@ class World:
                     tenant_id=tenant_id,
                     job_id=job_id,
                     event_id=_id("evt", created),
-                    event_type="job.succeeded" if job_id else "batch.completed",
+                    event_type=event,
                     url="https://hooks.example.com/x",
                     payload="{}",
                     state=state,
